@@ -1,0 +1,249 @@
+"""The small typed objects that plugins contribute through the ``register_*`` hooks.
+
+Every object carries a ``name`` unique across plugins. The engine validates each one when
+the plugin is loaded (see ``plugins.py``), so a wrong field fails at start-up, naming the
+plugin, rather than halfway through a run.
+
+This module imports neither torch nor PIL at import time: plugins import it when the CLI
+starts, and ``aigc-run --help`` must stay fast.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+
+if TYPE_CHECKING:
+    import torch
+    from PIL import Image
+
+
+# ---------------------------------------------------------------------------------------
+# data
+# ---------------------------------------------------------------------------------------
+
+
+class Sample(NamedTuple):
+    """One decoded training image and its class name (``""`` when unlabelled)."""
+
+    image: Image.Image
+    label: str
+
+
+class Skipped(NamedTuple):
+    """An input a loader could not use: counted and reported, never silently dropped."""
+
+    item: str  # a file name or index, for the user to find it
+    reason: str  # short and stable, used as a counting key: "corrupt image", "no label"
+
+
+@dataclass(frozen=True)
+class DataRequest:
+    """What the engine asks a DatasetSource to load."""
+
+    path: Path | None  # the user's data (--data / data.path); None asks for the built-in default
+    options: Mapping[str, Any]  # data.options from the scenario, source-specific
+    image_size: int  # the size the engine will resize to; a loader may decode smaller (JPEG draft)
+    channels: int  # 1 (grayscale) or 3 (RGB)
+    seed: int  # for built-in generators, so the demo data is the same on every machine
+
+
+@dataclass(frozen=True)
+class Download:
+    """A checksummed file a source can fetch for users who are online."""
+
+    url: str
+    sha256: str
+    filename: str
+
+
+@dataclass(frozen=True)
+class DatasetSource:
+    """Where training images come from.
+
+    ``load`` yields ``Sample`` and ``Skipped`` items. It may yield PIL images of any size
+    and mode: the engine applies the scenario's preprocessors, converts to ``channels`` and
+    resizes, then stores the whole set once as uint8.
+    """
+
+    name: str
+    description: str
+    load: Callable[[DataRequest], Iterable[Sample | Skipped]]
+    channels: int
+    classes: Sequence[str] = ()  # the class names in label order; () = take them from the data
+    builtin: bool = False  # True when load works with path=None (an embedded default)
+    notice: str = ""  # printed when the built-in default is used ("a synthetic demo catalogue")
+    download: Download | None = None
+
+
+@dataclass(frozen=True)
+class Preprocessor:
+    """A named step applied to every training image once, before caching.
+
+    ``apply(image, image_size)`` returns a new PIL image; it may change the size and mode.
+    """
+
+    name: str
+    description: str
+    apply: Callable[[Image.Image, int], Image.Image]
+
+
+# ---------------------------------------------------------------------------------------
+# sampling
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FilterContext:
+    """What a quality filter may compare a batch against, on the engine's device."""
+
+    labels: torch.Tensor  # int64 N: the class each generated image was asked for
+    reference: torch.Tensor  # float [0, 1] M x C x H x W: (a sample of) the training images
+    reference_labels: torch.Tensor  # int64 M
+    class_names: Sequence[str]
+
+
+@dataclass(frozen=True)
+class QualityFilter:
+    """A check on generated images.
+
+    ``score(images, context)`` takes float images in [0, 1], N x C x H x W on the engine's
+    device, and returns N float scores. An image passes when its score is at least the
+    threshold (``higher_is_better``) or at most it (otherwise).
+    """
+
+    name: str
+    description: str
+    score: Callable[[torch.Tensor, FilterContext], torch.Tensor]
+    threshold: float
+    higher_is_better: bool = True
+
+    def passes(self, score: float, threshold: float) -> bool:
+        return score >= threshold if self.higher_is_better else score <= threshold
+
+
+@dataclass(frozen=True)
+class SampleWriter:
+    """Writes accepted (and rejected) samples to disk.
+
+    ``write(folder, stems, images)`` gets uint8 CPU images N x C x H x W and one relative
+    stem per image (``"Shoes/000012"``, already made safe by the engine); it returns the
+    relative file names it wrote, in order. The engine writes the manifest.
+    """
+
+    name: str
+    description: str
+    write: Callable[[Path, Sequence[str], torch.Tensor], list[str]]
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A figure comparing real and generated images.
+
+    ``compute(real, generated)`` gets uint8 CPU tensors N x C x H x W and returns a float.
+    """
+
+    name: str
+    description: str
+    compute: Callable[[torch.Tensor, torch.Tensor], float]
+    higher_is_better: bool = False
+
+
+# ---------------------------------------------------------------------------------------
+# models
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything a model family needs to build a model for one run."""
+
+    channels: int
+    image_size: int  # a power of two, >= 16
+    num_classes: int  # 0 or 1 = unconditional
+    conditional: bool
+    options: Mapping[str, Any]  # the scenario's [model] section, family-specific keys included
+    train: Mapping[str, Any]  # the scenario's [train] section (learning rates, betas, ...)
+    device: str  # "cpu", "cuda", "cuda:1"
+
+
+class GenerativeModel(Protocol):
+    """What the engine's trainer and sampler drive. Images are float in [-1, 1]."""
+
+    latent_dim: int
+
+    def train_step(self, images: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
+        """One optimisation step on a batch; returns the losses to log."""
+        ...
+
+    def generate(self, noise: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Images N x C x H x W in [-1, 1] from noise N x latent_dim; no gradients."""
+        ...
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """Every tensor needed to sample again, flat, for a safetensors file."""
+        ...
+
+    def load_state_dict(self, state: Mapping[str, torch.Tensor]) -> None: ...
+
+
+@dataclass(frozen=True)
+class ModelFamily:
+    """A kind of generative model (``gan``, ``vae``) the scenario picks with model.family."""
+
+    name: str
+    description: str
+    create: Callable[[ModelSpec], GenerativeModel]
+
+
+# ---------------------------------------------------------------------------------------
+# scenarios and runs
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ScenarioFile:
+    """A scenario recipe a plugin ships: a TOML file, or the same content as a mapping."""
+
+    name: str
+    description: str
+    path: Path | None = None
+    content: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class RunInfo:
+    """What lifecycle hooks are told about a run. Observers read it; they never change it."""
+
+    id: int
+    scenario: str
+    config: dict[str, Any]
+    output_dir: Path
+    device: str
+
+
+@dataclass(frozen=True)
+class FilteredBatch:
+    """A batch of generated samples after the quality filters, for after_samples_filtered."""
+
+    seed: int
+    indices: Sequence[int]
+    labels: Sequence[str]
+    scores: dict[str, list[float]]
+    accepted: Sequence[bool]
+    reasons: Sequence[str]
+    files: Sequence[str]
+
+
+#: What each contribution hook returns, with the type of its items: the loader checks both.
+CONTRIBUTIONS: dict[str, type] = {
+    "register_datasets": DatasetSource,
+    "register_preprocessors": Preprocessor,
+    "register_quality_filters": QualityFilter,
+    "register_sample_writers": SampleWriter,
+    "register_metrics": Metric,
+    "register_model_families": ModelFamily,
+    "register_scenarios": ScenarioFile,
+}

@@ -1,0 +1,199 @@
+"""Scenario recipes: TOML validated by pydantic, with ``--set`` and ``AIGC_`` overrides.
+
+Precedence, lowest first: the model defaults below, the scenario file, ``AIGC_<SECTION>__<KEY>``
+environment variables, then ``--set section.key=value`` on the command line.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from aigc_run.errors import ConfigError
+
+SECTIONS = ("data", "preprocess", "model", "train", "sample", "filters", "evaluate", "output")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(_Section):
+    source: str = Field(description="a dataset source name (aigc-run plugins shows them)")
+    path: str | None = Field(None, description="your data; unset = the source's built-in default")
+    options: dict[str, Any] = Field(default_factory=dict)
+    image_size: Annotated[int, Field(ge=8, le=512)] = 32
+    holdout: Annotated[float, Field(ge=0.0, le=0.5)] = 0.1  # kept out of training, for calibration
+    max_images: Annotated[int, Field(ge=1)] | None = None
+
+
+class PreprocessConfig(_Section):
+    steps: list[str] = Field(default_factory=list)
+
+
+class ModelConfig(_Section):
+    model_config = ConfigDict(extra="allow", validate_assignment=True)  # family-specific keys
+    family: str = "gan"
+    conditional: bool = True
+    latent_dim: Annotated[int, Field(ge=2, le=1024)] = 64
+    width: Annotated[int, Field(ge=8, le=1024)] = 64
+
+
+class TrainConfig(_Section):
+    steps: Annotated[int, Field(ge=1)] = 2000
+    batch_size: Annotated[int, Field(ge=2, le=4096)] = 64
+    lr: Annotated[float, Field(gt=0, le=1)] = 2e-4
+    lr_d: Annotated[float, Field(gt=0, le=1)] | None = None  # GAN discriminator; None = lr
+    beta1: Annotated[float, Field(ge=0, lt=1)] = 0.5
+    beta2: Annotated[float, Field(ge=0, lt=1)] = 0.999
+    log_every: Annotated[int, Field(ge=1)] = 50
+    checkpoint_every: Annotated[int, Field(ge=1)] = 500
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    max_minutes: Annotated[float, Field(gt=0)] | None = None  # stop early, keeping what was learned
+
+
+class SampleConfig(_Section):
+    count: Annotated[int, Field(ge=1, le=10_000_000)] = 64
+    batch_size: Annotated[int, Field(ge=1, le=65536)] = 256
+    seed: int = 1234
+    truncation: Annotated[float, Field(gt=0, le=10)] = 1.0
+    max_tries: Annotated[int, Field(ge=1, le=100)] = 4  # oversampling cap, times count
+
+
+FilterThreshold = float | Literal["auto", "off"]
+
+
+class EvaluateConfig(_Section):
+    metrics: list[str] = Field(default_factory=list)
+
+
+class OutputConfig(_Section):
+    writer: str = "png"
+    folder: str | None = None  # unset = $AIGC_HOME/runs/<run id>
+    keep_rejected: bool = True
+
+
+class Scenario(BaseModel):
+    """A validated scenario: what to load, how to train, what to keep and where to write."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    name: str
+    description: str = ""
+    plugin: str | None = None  # the plugin the scenario needs; named in the error when absent
+    data: DataConfig
+    preprocess: PreprocessConfig = Field(default_factory=PreprocessConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    sample: SampleConfig = Field(default_factory=SampleConfig)
+    filters: dict[str, FilterThreshold] = Field(default_factory=dict)
+    evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
+    output: OutputConfig = Field(default_factory=OutputConfig)
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"scenario file not found: {path}", "check the path") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path} is not valid TOML: {e}", "fix the file's syntax") from None
+
+
+def parse_value(text: str) -> Any:
+    """Read a ``--set`` value as TOML (numbers, booleans, lists, quoted strings), else a string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def _assign(tree: dict[str, Any], dotted: str, value: Any, origin: str) -> None:
+    keys = dotted.split(".")
+    if len(keys) < 2 or not all(keys):
+        raise ConfigError(
+            f"{origin}: {dotted!r} is not a setting path",
+            "use section.key=value, e.g. --set train.steps=2000",
+        )
+    if keys[0] not in SECTIONS:
+        raise ConfigError(
+            f"{origin}: unknown section {keys[0]!r} in {dotted!r}",
+            f"sections are: {', '.join(SECTIONS)}",
+        )
+    node = tree
+    for key in keys[:-1]:
+        child = node.setdefault(key, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"{origin}: {dotted!r} goes inside a value that is not a table")
+        node = child
+    node[keys[-1]] = value
+
+
+def env_overrides(environ: Mapping[str, str] | None = None) -> list[tuple[str, str]]:
+    """``AIGC_TRAIN__STEPS=100`` -> ``("train.steps", "100")``; other AIGC_ variables are settings."""
+    environ = os.environ if environ is None else environ
+    found = []
+    for name, value in sorted(environ.items()):
+        if not name.startswith("AIGC_") or "__" not in name:
+            continue
+        dotted = name[len("AIGC_") :].lower().replace("__", ".")
+        if dotted.split(".")[0] in SECTIONS:
+            found.append((dotted, value))
+    return found
+
+
+def resolve(
+    content: Mapping[str, Any],
+    overrides: Sequence[str] = (),
+    data_path: str | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Scenario:
+    """Merge a scenario's content with env and ``--set`` overrides and validate the result."""
+    tree: dict[str, Any] = _deep_copy(content)
+    for dotted, text in env_overrides(environ):
+        _assign(tree, dotted, parse_value(text), f"environment AIGC_{dotted.upper()}")
+    for item in overrides:
+        dotted, sep, text = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--set {item!r} has no '='", "use --set section.key=value")
+        _assign(tree, dotted.strip(), parse_value(text.strip()), f"--set {item}")
+    if data_path is not None:
+        tree.setdefault("data", {})["path"] = data_path
+    return validate(tree)
+
+
+def validate(tree: Mapping[str, Any]) -> Scenario:
+    try:
+        return Scenario.model_validate(tree)
+    except ValidationError as e:
+        raise ConfigError(describe_validation_error(e), _hint(e)) from None
+
+
+def describe_validation_error(error: ValidationError) -> str:
+    lines = []
+    for problem in error.errors():
+        where = ".".join(str(part) for part in problem["loc"]) or "(top level)"
+        if problem["type"] == "extra_forbidden":
+            lines.append(f"{where}: unknown setting")
+        else:
+            given = problem.get("input")
+            shown = "" if isinstance(given, dict) else f" (got {given!r})"
+            lines.append(f"{where}: {problem['msg']}{shown}")
+    return "invalid scenario setting: " + "; ".join(lines)
+
+
+def _hint(error: ValidationError) -> str:
+    if any(p["type"] == "extra_forbidden" for p in error.errors()):
+        return "check the spelling; the settings of each section are listed in the README"
+    return "change the value to one in the allowed range"
+
+
+def _deep_copy(content: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: _deep_copy(v) if isinstance(v, Mapping) else v for k, v in content.items()}
