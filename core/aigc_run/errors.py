@@ -37,7 +37,8 @@ class PluginError(AigcError):
     def __init__(self, plugin: str, hook: str, problem: str, hint: str = "") -> None:
         super().__init__(
             f"plugin {plugin!r} failed in hook {hook!r}: {problem}",
-            hint or f"fix or update the plugin, or switch it off with AIGC_DISABLE_PLUGINS={plugin}",
+            hint
+            or f"fix or update the plugin, or switch it off with AIGC_DISABLE_PLUGINS={plugin}",
         )
         self.plugin = plugin
         self.hook = hook

@@ -62,7 +62,7 @@ class SampleConfig(_Section):
     count: Annotated[int, Field(ge=1, le=10_000_000)] = 64
     batch_size: Annotated[int, Field(ge=1, le=65536)] = 256
     seed: int = 1234
-    truncation: Annotated[float, Field(gt=0, le=10)] = 1.0
+    truncation: Annotated[float, Field(gt=0, le=10)] | None = None  # redraw noise beyond +-t
     max_tries: Annotated[int, Field(ge=1, le=100)] = 4  # oversampling cap, times count
 
 
@@ -137,7 +137,7 @@ def _assign(tree: dict[str, Any], dotted: str, value: Any, origin: str) -> None:
 
 
 def env_overrides(environ: Mapping[str, str] | None = None) -> list[tuple[str, str]]:
-    """``AIGC_TRAIN__STEPS=100`` -> ``("train.steps", "100")``; other AIGC_ variables are settings."""
+    """``AIGC_TRAIN__STEPS=100`` -> ``("train.steps", "100")``; other AIGC_ names are settings."""
     environ = os.environ if environ is None else environ
     found = []
     for name, value in sorted(environ.items()):

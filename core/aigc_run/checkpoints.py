@@ -1,0 +1,65 @@
+"""Checkpoints: safetensors files written atomically; loading one never runs code."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+
+from aigc_run.errors import AigcError
+
+
+def save(path: Path, state: Mapping[str, torch.Tensor], metadata: Mapping[str, str]) -> str:
+    """Write ``state`` to ``path`` through a temporary file and a rename; return its sha256.
+
+    A run killed mid-write leaves the previous checkpoint and at most a ``.tmp`` file,
+    never a truncated file under the final name.
+    """
+    from safetensors.torch import save_file
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".tmp")
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in state.items()}
+    try:
+        save_file(tensors, str(temporary), metadata=dict(metadata))
+        with temporary.open("rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(temporary, path)
+    except OSError as e:
+        temporary.unlink(missing_ok=True)
+        raise AigcError(
+            f"could not write checkpoint {path}: {e.strerror or e}",
+            "free disk space or choose another output folder; earlier checkpoints are intact",
+        ) from e
+    return sha256_of(path)
+
+
+def load(path: Path) -> dict[str, torch.Tensor]:
+    """Read a ``.safetensors`` file, or a ``.pt`` file with ``weights_only=True``."""
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    try:
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise AigcError(
+            f"refused to load checkpoint {path}: {type(e).__name__}",
+            "only safetensors files and plain tensor .pt files are loaded",
+        ) from e
+    if not isinstance(loaded, dict) or not all(
+        isinstance(v, torch.Tensor) for v in loaded.values()
+    ):
+        raise AigcError(f"checkpoint {path} is not a mapping of tensors")
+    return loaded
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

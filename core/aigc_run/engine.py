@@ -1,0 +1,271 @@
+"""A run from start to end: resolve, record, load, train, sample, evaluate, finish.
+
+Every component is resolved before the run is recorded, so a misspelt name fails at once
+and leaves nothing behind. From the moment the run is recorded, any error (or Ctrl-C)
+marks it failed (or interrupted) in the registry, tells the ``on_run_error`` observers and
+is re-raised: a run is never left "running".
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from aigc_run.components import FilterContext, ModelSpec, RunInfo
+from aigc_run.data import Dataset, load_dataset, resolve_source, resolve_steps
+from aigc_run.errors import ConfigError
+from aigc_run.plugins import Plugins
+from aigc_run.registry import Registry
+from aigc_run.scenario import Scenario
+from aigc_run.settings import Settings
+
+REFERENCE_LIMIT = 5000  # training images the filters compare against (memorisation, ...)
+
+
+@dataclass(frozen=True)
+class RunResult:
+    run_id: int
+    output_dir: Path
+    accepted: int
+    generated: int
+    contact_sheet: Path
+    seconds: float
+
+
+def pick_device(requested: str) -> str:
+    import torch
+
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(
+            "train.device: 'cuda' was asked for but no CUDA device is visible",
+            "use --set train.device=auto to fall back to the CPU",
+        )
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return requested
+
+
+def run_scenario(
+    scenario: Scenario,
+    plugins: Plugins,
+    settings: Settings,
+    say: Callable[[str], None] = print,
+    progress: Callable[..., Any] | None = None,
+) -> RunResult:
+    started = time.monotonic()
+    _check_plugin(scenario, plugins)
+    resolve_source(plugins, scenario)
+    resolve_steps(plugins, scenario)
+    family = _lookup(
+        plugins.model_families(), scenario.model.family, "model.family", "model families"
+    )
+    writer = _lookup(plugins.sample_writers(), scenario.output.writer, "output.writer", "writers")
+    metrics = [
+        _lookup(plugins.metrics(), name, "evaluate.metrics", "metrics")
+        for name in scenario.evaluate.metrics
+    ]
+    from aigc_run import sampling
+
+    chosen_filters = sampling.resolve_filters(plugins, scenario)
+    device = pick_device(scenario.train.device)
+    output_dir = _output_dir(scenario, settings)
+
+    registry = Registry(settings.registry_url)
+    reaped = registry.reap_dead_runs()
+    if reaped:
+        say(f"marked {len(reaped)} run(s) whose process had died as interrupted: {reaped}")
+    config = scenario.model_dump(mode="json")
+    run_id = registry.create_run(
+        scenario.name, config, dict(plugins.versions), device, str(output_dir)
+    )
+    run = RunInfo(run_id, scenario.name, config, output_dir, device)
+    say(f"run {run_id}: scenario {scenario.name!r} on {device}, writing to {output_dir}")
+    try:
+        plugins.before_run(run)
+        dataset = load_dataset(plugins, scenario, settings.cache_dir, say, _item_progress(progress))
+        _describe_data(dataset, say)
+        train_idx, held_idx = dataset.split(scenario.data.holdout, scenario.train.seed)
+        model = _create_model(family, scenario, dataset, device)
+        from aigc_run.training import train
+
+        checkpoint = train(
+            model,
+            dataset.images[train_idx],
+            dataset.labels[train_idx],
+            scenario,
+            run,
+            plugins,
+            registry,
+            progress,
+        )
+        reference = _reference(dataset, train_idx, device)
+        real = _float(dataset, held_idx, device)
+        held_context = FilterContext(
+            _labels(dataset, held_idx, device),
+            reference.reference,
+            reference.reference_labels,
+            dataset.class_names,
+        )
+        filters = sampling.calibrate(chosen_filters, real, held_context)
+        for f in filters:
+            registry.add_evaluation(run_id, f"threshold:{f.name}", f.threshold, checkpoint.id)
+            say(
+                f"filter {f.name}: keeps scores {'>=' if f.filter.higher_is_better else '<='} "
+                f"{f.threshold:.4g}"
+            )
+
+        def record(batch: Any, rows: list[dict[str, Any]]) -> None:
+            registry.add_samples(run_id, [dict(r, checkpoint_id=checkpoint.id) for r in rows])
+            plugins.after_samples_filtered(run, batch)
+
+        result = sampling.sample(
+            model, scenario, filters, writer, reference, device, output_dir, record
+        )
+        _report_sampling(result, scenario, say)
+        import torch
+
+        accepted = torch.cat(result.accepted_images) if result.accepted_images else None
+        sheet = output_dir / "contact_sheet.png"
+        if accepted is not None and len(accepted):
+            sampling.contact_sheet(
+                sheet, accepted, torch.cat(result.accepted_labels), dataset.num_classes
+            )
+        registry.add_evaluation(
+            run_id, "acceptance-rate", result.accepted / max(result.generated, 1), checkpoint.id
+        )
+        for metric in metrics:
+            real_pixels = torch.from_numpy(dataset.images[held_idx if len(held_idx) else train_idx])
+            value = metric.item.compute(real_pixels, accepted) if accepted is not None else None
+            if value is not None:
+                registry.add_evaluation(run_id, metric.item.name, float(value), checkpoint.id)
+                say(f"{metric.item.name}: {value:.4g}")
+        plugins.after_run(run, "completed")
+        registry.finish_run(run_id, "completed")
+    except KeyboardInterrupt as e:
+        _fail(registry, plugins, run, "interrupted", e, say)
+        raise
+    except BaseException as e:
+        _fail(registry, plugins, run, "failed", e, say)
+        raise
+    seconds = time.monotonic() - started
+    return RunResult(run_id, output_dir, result.accepted, result.generated, sheet, seconds)
+
+
+def _fail(
+    registry: Registry,
+    plugins: Plugins,
+    run: RunInfo,
+    status: str,
+    error: BaseException,
+    say: Callable[[str], None],
+) -> None:
+    registry.finish_run(run.id, status, f"{type(error).__name__}: {error}")
+    for failure in plugins.on_run_error(run, error):
+        say(f"warning: {failure.message}")
+
+
+def _check_plugin(scenario: Scenario, plugins: Plugins) -> None:
+    if scenario.plugin and scenario.plugin not in plugins.versions:
+        disabled = scenario.plugin in plugins.disabled
+        raise ConfigError(
+            f"scenario {scenario.name!r} needs plugin {scenario.plugin!r}, which is "
+            f"{'disabled by AIGC_DISABLE_PLUGINS' if disabled else 'not installed'}",
+            "remove it from AIGC_DISABLE_PLUGINS"
+            if disabled
+            else f"install it: pip install aigc-{scenario.plugin}",
+        )
+
+
+def _lookup(found: dict[str, Any], name: str, where: str, what: str) -> Any:
+    if name not in found:
+        raise ConfigError(
+            f"{where}: no such name {name!r}",
+            f"installed {what}: {', '.join(sorted(found)) or 'none'}",
+        )
+    return found[name]
+
+
+def _output_dir(scenario: Scenario, settings: Settings) -> Path:
+    if scenario.output.folder:
+        folder = Path(scenario.output.folder).expanduser().absolute()
+        if folder.exists() and any(folder.iterdir()):
+            raise ConfigError(
+                f"output.folder {folder} is not empty",
+                "choose an empty or new folder; nothing there was changed",
+            )
+        return folder
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    return settings.runs_dir / f"{scenario.name}-{stamp}-{secrets.token_hex(2)}"
+
+
+def _create_model(family: Any, scenario: Scenario, dataset: Dataset, device: str) -> Any:
+    import torch
+
+    torch.manual_seed(scenario.train.seed)
+    spec = ModelSpec(
+        channels=int(dataset.images.shape[1]),
+        image_size=int(dataset.images.shape[2]),
+        num_classes=dataset.num_classes,
+        conditional=scenario.model.conditional and dataset.num_classes > 1,
+        options=scenario.model.model_dump(),
+        train=scenario.train.model_dump(),
+        device=device,
+    )
+    return family.item.create(spec)
+
+
+def _float(dataset: Dataset, index: Any, device: str) -> Any:
+    import torch
+
+    return torch.from_numpy(dataset.images[index]).to(device).float().div_(255)
+
+
+def _labels(dataset: Dataset, index: Any, device: str) -> Any:
+    import torch
+
+    return torch.from_numpy(dataset.labels[index]).to(device)
+
+
+def _reference(dataset: Dataset, train_idx: Any, device: str) -> FilterContext:
+    import numpy as np
+
+    chosen = train_idx
+    if len(train_idx) > REFERENCE_LIMIT:
+        chosen = np.sort(np.random.default_rng(0).choice(train_idx, REFERENCE_LIMIT, replace=False))
+    return FilterContext(
+        _labels(dataset, chosen, device)[:0],
+        _float(dataset, chosen, device),
+        _labels(dataset, chosen, device),
+        dataset.class_names,
+    )
+
+
+def _describe_data(dataset: Dataset, say: Callable[[str], None]) -> None:
+    n, c, h, w = dataset.images.shape
+    classes = ", ".join(dataset.class_names) if dataset.class_names else "unlabelled"
+    origin = "from the cache" if dataset.from_cache else "decoded and cached"
+    say(f"data: {n} images {c}x{h}x{w} ({origin}); classes: {classes}")
+    if dataset.skipped:
+        say("skipped: " + ", ".join(f"{k} {v}" for k, v in sorted(dataset.skipped.items())))
+
+
+def _report_sampling(result: Any, scenario: Scenario, say: Callable[[str], None]) -> None:
+    say(f"samples: {result.accepted} accepted of {result.generated} generated")
+    if result.accepted < scenario.sample.count:
+        worst = ", ".join(f"{k} rejected {v}" for k, v in sorted(result.rejected_by.items()))
+        say(
+            f"warning: only {result.accepted} of {scenario.sample.count} samples passed the "
+            f"filters after {result.generated} tries ({worst}); train longer or loosen "
+            "thresholds with --set filters.NAME=VALUE"
+        )
+
+
+def _item_progress(progress: Callable[..., Any] | None) -> Callable[[Any], Any]:
+    if progress is None:
+        return lambda items: items
+    return lambda items: progress(items, desc="load", unit="img", leave=False)

@@ -1,0 +1,544 @@
+"""The run registry: every run, its metrics, checkpoints, samples and evaluations.
+
+A SQLite file by default, PostgreSQL for teams and multi-node runs (rank 0 writes). The
+tables are SQLAlchemy 2.x typed declarative models prefixed ``aigc_``; ``Registry`` is the
+only way the engine touches them. Each method opens one short session and closes it, and
+reads return frozen dataclasses rather than ORM objects, so nothing outlives its session.
+
+Create one ``Registry`` per process: an engine must not cross a ``fork``.
+
+Tables are created with ``metadata.create_all`` for now; Alembic migrations come later
+(the naming convention below gives constraints the stable names Alembic needs).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, ClassVar, NamedTuple
+
+import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+from aigc_run.errors import RegistryError
+
+STATUSES = ("running", "completed", "failed", "interrupted")
+
+_HINT_OPEN = (
+    "check AIGC_DATABASE_URL (unset means a SQLite file) and that the database server is "
+    "running and reachable"
+)
+_HINT_NO_RUN = "list runs with `aigc-run runs`"
+_SQLITE_BUSY_TIMEOUT_MS = 30_000  # a writer waits this long for another process's write
+_PG_CONNECT_TIMEOUT_S = 10  # fail fast on an unreachable host instead of the TCP default
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+# ---------------------------------------------------------------------------------------
+# models
+# ---------------------------------------------------------------------------------------
+
+
+class UTCDateTime(sa.TypeDecorator[datetime]):
+    """A timezone-aware UTC datetime on every backend.
+
+    PostgreSQL stores ``timestamptz``; SQLite has no time zones, so the value is stored as
+    naive UTC there and marked UTC again when read. A naive datetime is refused.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: the registry stores aware UTC times")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = sa.MetaData(
+        naming_convention={
+            "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+            "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+            "ck": "ck_%(table_name)s_%(constraint_name)s",
+            "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+            "pk": "pk_%(table_name)s",
+        }
+    )
+    # sa.JSON is JSON on PostgreSQL and TEXT holding JSON on SQLite.
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        dict[str, Any]: sa.JSON,
+        dict[str, str]: sa.JSON,
+        dict[str, float]: sa.JSON,
+        datetime: UTCDateTime,
+    }
+
+
+def _run_fk() -> Mapped[int]:
+    return mapped_column(sa.ForeignKey("aigc_runs.id", ondelete="CASCADE"), index=True)
+
+
+def _checkpoint_fk() -> Mapped[int | None]:
+    return mapped_column(sa.ForeignKey("aigc_checkpoints.id", ondelete="SET NULL"))
+
+
+class RunRow(Base):
+    __tablename__ = "aigc_runs"
+    __table_args__ = (
+        sa.CheckConstraint(f"status IN {STATUSES!r}", name="status"),
+        sa.Index(None, "started_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    scenario: Mapped[str] = mapped_column(sa.String(200))
+    config: Mapped[dict[str, Any]]  # the resolved scenario, JSON-serialisable
+    plugins: Mapped[dict[str, str]]  # plugin name -> version
+    device: Mapped[str] = mapped_column(sa.String(100))
+    status: Mapped[str] = mapped_column(sa.String(20))
+    error: Mapped[str | None] = mapped_column(sa.Text)
+    output_dir: Mapped[str] = mapped_column(sa.Text)
+    hostname: Mapped[str] = mapped_column(sa.String(255))
+    pid: Mapped[int]
+    started_at: Mapped[datetime]
+    ended_at: Mapped[datetime | None]
+
+
+class MetricPointRow(Base):
+    __tablename__ = "aigc_metric_points"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = _run_fk()
+    step: Mapped[int]
+    name: Mapped[str] = mapped_column(sa.String(200))
+    value: Mapped[float | None]  # NULL is NaN: SQLite cannot store NaN
+
+
+class CheckpointRow(Base):
+    __tablename__ = "aigc_checkpoints"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = _run_fk()
+    step: Mapped[int]
+    path: Mapped[str] = mapped_column(sa.Text)
+    sha256: Mapped[str] = mapped_column(sa.String(64))
+    created_at: Mapped[datetime] = mapped_column(default=_now)
+
+
+class SampleRow(Base):
+    """One generated image: enough to regenerate it from (run, checkpoint, seed, index)."""
+
+    __tablename__ = "aigc_samples"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = _run_fk()
+    checkpoint_id: Mapped[int | None] = _checkpoint_fk()
+    file: Mapped[str] = mapped_column(sa.Text)
+    label: Mapped[str] = mapped_column(sa.String(200))
+    seed: Mapped[int] = mapped_column(sa.BigInteger)
+    index: Mapped[int]
+    scores: Mapped[dict[str, float]]  # quality filter name -> score
+    accepted: Mapped[bool]
+    reason: Mapped[str | None] = mapped_column(sa.Text)  # why it was rejected
+
+
+class EvaluationRow(Base):
+    __tablename__ = "aigc_evaluations"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = _run_fk()
+    checkpoint_id: Mapped[int | None] = _checkpoint_fk()
+    metric: Mapped[str] = mapped_column(sa.String(200))
+    value: Mapped[float | None]  # NULL is NaN, as for metric points
+    created_at: Mapped[datetime] = mapped_column(default=_now)
+
+
+# ---------------------------------------------------------------------------------------
+# what reads return
+# ---------------------------------------------------------------------------------------
+
+
+class CheckpointInfo(NamedTuple):
+    step: int
+    path: str
+    sha256: str
+
+
+@dataclass(frozen=True)
+class SampleCounts:
+    total: int
+    accepted: int
+    rejected_by_reason: Mapping[str, int]  # "unspecified" when no reason was given
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    id: int
+    scenario: str
+    status: str
+    device: str
+    started_at: datetime
+    ended_at: datetime | None  # None while running, and for a run found dead (end unknown)
+    duration_s: float | None  # up to now while running; None when the end is unknown
+
+
+@dataclass(frozen=True)
+class RunDetail(RunSummary):
+    config: Mapping[str, Any]
+    plugins: Mapping[str, str]
+    error: str | None
+    output_dir: str
+    hostname: str
+    pid: int
+    checkpoints: list[CheckpointInfo]  # by step
+    metrics: Mapping[str, float]  # name -> value at the highest step
+    metric_points: int
+    samples: SampleCounts
+    evaluations: Mapping[str, float]  # metric -> latest value
+
+
+def _summary_fields(run: RunRow) -> dict[str, Any]:
+    if run.ended_at is not None:
+        duration: float | None = (run.ended_at - run.started_at).total_seconds()
+    elif run.status == "running":
+        duration = (_now() - run.started_at).total_seconds()
+    else:
+        duration = None
+    return {
+        "id": run.id,
+        "scenario": run.scenario,
+        "status": run.status,
+        "device": run.device,
+        "started_at": run.started_at,
+        "ended_at": run.ended_at,
+        "duration_s": duration,
+    }
+
+
+def _to_db(value: float) -> float | None:
+    value = float(value)
+    return None if math.isnan(value) else value
+
+
+def _from_db(value: float | None) -> float:
+    return math.nan if value is None else value
+
+
+# ---------------------------------------------------------------------------------------
+# the registry
+# ---------------------------------------------------------------------------------------
+
+
+def _pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` on this machine still exists (a zombie counts as alive)."""
+    if sys.platform == "win32":
+        # os.kill(pid, 0) terminates the process on Windows; never reap there for now.
+        return True
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, owned by someone else
+        return True
+    return True
+
+
+def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    try:
+        # busy_timeout first: switching to WAL needs a write lock another process may hold.
+        cursor.execute(f"PRAGMA busy_timeout = {_SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA foreign_keys = ON")
+    finally:
+        cursor.close()
+
+
+class Registry:
+    """The run registry at a database URL (``sqlite:///path`` or ``postgresql+psycopg://``)."""
+
+    def __init__(self, url: str) -> None:
+        try:
+            parsed = sa.make_url(url)
+        except sa_exc.ArgumentError as e:
+            raise RegistryError(f"invalid database URL: {e}", _HINT_OPEN) from None
+        self.url = parsed.render_as_string(hide_password=True)
+        self._password = parsed.password
+        connect_args: dict[str, Any] = {}
+        if parsed.get_backend_name() == "sqlite":
+            database = parsed.database or ""
+            if database and database != ":memory:" and not database.startswith("file:"):
+                Path(database).parent.mkdir(parents=True, exist_ok=True)
+        elif parsed.get_backend_name() == "postgresql" and "connect_timeout" not in parsed.query:
+            connect_args["connect_timeout"] = _PG_CONNECT_TIMEOUT_S
+        try:
+            self.engine = sa.create_engine(parsed, connect_args=connect_args, pool_pre_ping=True)
+        except (sa_exc.ArgumentError, ImportError) as e:  # unknown dialect or missing driver
+            raise RegistryError(
+                f"cannot open the run registry at {self.url}: {self._scrub(e)}",
+                "install the database driver (pip install 'aigc-run[postgres]' for PostgreSQL)"
+                " or fix AIGC_DATABASE_URL",
+            ) from None
+        if self.engine.dialect.name == "sqlite":
+            sa.event.listen(self.engine, "connect", _configure_sqlite)
+        try:
+            Base.metadata.create_all(self.engine)
+        except sa_exc.DBAPIError as e:
+            self.engine.dispose()
+            raise RegistryError(
+                f"cannot open the run registry at {self.url}: {self._reason(e)}", _HINT_OPEN
+            ) from e
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- writes --------------------------------------------------------------------------
+
+    def create_run(
+        self,
+        scenario: str,
+        config: dict[str, Any],
+        plugins: dict[str, str],
+        device: str,
+        output_dir: str,
+    ) -> int:
+        """Record a new run of this process, status ``running``; returns its id."""
+        run = RunRow(
+            scenario=scenario,
+            config=config,
+            plugins=plugins,
+            device=device,
+            status="running",
+            output_dir=output_dir,
+            hostname=socket.gethostname(),
+            pid=os.getpid(),
+            started_at=_now(),
+        )
+        with self._session() as s:
+            s.add(run)
+            s.flush()
+            return run.id
+
+    def finish_run(self, run_id: int, status: str, error: str | None = None) -> None:
+        """Set the final status (``completed``, ``failed`` or ``interrupted``) and end time."""
+        if status not in STATUSES or status == "running":
+            raise ValueError(f"cannot finish a run as {status!r}; use one of {STATUSES[1:]}")
+        with self._session() as s:
+            run = self._get(s, run_id)
+            run.status, run.error, run.ended_at = status, error, _now()
+
+    def reap_dead_runs(self) -> list[int]:
+        """Mark ``interrupted`` every run still ``running`` whose process on this host died.
+
+        Called at every start, so a killed run is never left ``running`` for ever. Its
+        ``ended_at`` stays None: when it died is unknown. A pid reused by a new process
+        keeps the run ``running`` until that process ends too. Returns the ids marked.
+        """
+        host = socket.gethostname()
+        with self._session() as s:
+            running = s.execute(
+                sa.select(RunRow.id, RunRow.pid).where(
+                    RunRow.status == "running", RunRow.hostname == host
+                )
+            ).all()
+            dead = [(run_id, pid) for run_id, pid in running if not _pid_alive(pid)]
+            stamp = _now().isoformat(timespec="seconds")
+            for run_id, pid in dead:
+                s.execute(
+                    sa.update(RunRow)
+                    .where(RunRow.id == run_id, RunRow.status == "running")
+                    .values(
+                        status="interrupted",
+                        error=f"the process ({pid} on {host}) died without finishing the run;"
+                        f" found at {stamp}",
+                    )
+                )
+        return sorted(run_id for run_id, _ in dead)
+
+    def add_metrics(self, run_id: int, step: int, values: Mapping[str, float]) -> None:
+        """Record one value per metric name at ``step`` (NaN is kept as NaN)."""
+        if not values:
+            return
+        rows = [
+            {"run_id": run_id, "step": step, "name": name, "value": _to_db(value)}
+            for name, value in values.items()
+        ]
+        with self._session() as s:
+            s.execute(sa.insert(MetricPointRow), rows)
+
+    def add_checkpoint(self, run_id: int, step: int, path: str, sha256: str) -> int:
+        """Record a written checkpoint; returns its id, for samples and evaluations."""
+        checkpoint = CheckpointRow(run_id=run_id, step=step, path=str(path), sha256=sha256)
+        with self._session() as s:
+            s.add(checkpoint)
+            s.flush()
+            return checkpoint.id
+
+    _SAMPLE_REQUIRED = frozenset({"file", "label", "seed", "index", "scores", "accepted"})
+    _SAMPLE_KEYS = _SAMPLE_REQUIRED | {"reason", "checkpoint_id"}
+
+    def add_samples(self, run_id: int, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Record a batch of samples in one insert.
+
+        Each row has ``file``, ``label``, ``seed``, ``index``, ``scores`` ({filter: score}),
+        ``accepted``, and optionally ``reason`` (why it was rejected) and ``checkpoint_id``.
+        """
+        if not rows:
+            return
+        values = []
+        for i, row in enumerate(rows):
+            if missing := self._SAMPLE_REQUIRED - row.keys():
+                raise ValueError(f"sample row {i} lacks {sorted(missing)}")
+            if unknown := row.keys() - self._SAMPLE_KEYS:
+                raise ValueError(f"sample row {i} has unknown keys {sorted(unknown)}")
+            values.append(
+                {
+                    "reason": None,
+                    "checkpoint_id": None,
+                    **row,
+                    "run_id": run_id,
+                    "accepted": bool(row["accepted"]),
+                    # PostgreSQL's JSON has no NaN: a filter that scored NaN is stored as null.
+                    "scores": {name: _to_db(v) for name, v in row["scores"].items()},
+                }
+            )
+        with self._session() as s:
+            s.execute(sa.insert(SampleRow), values)
+
+    def add_evaluation(
+        self, run_id: int, metric: str, value: float, checkpoint_id: int | None = None
+    ) -> None:
+        with self._session() as s:
+            s.add(
+                EvaluationRow(
+                    run_id=run_id, checkpoint_id=checkpoint_id, metric=metric, value=_to_db(value)
+                )
+            )
+
+    # -- reads ---------------------------------------------------------------------------
+
+    def list_runs(
+        self, limit: int = 50, scenario: str | None = None, status: str | None = None
+    ) -> list[RunSummary]:
+        """The newest ``limit`` runs, newest first, optionally of one scenario or status."""
+        query = sa.select(RunRow).order_by(RunRow.started_at.desc(), RunRow.id.desc()).limit(limit)
+        if scenario is not None:
+            query = query.where(RunRow.scenario == scenario)
+        if status is not None:
+            query = query.where(RunRow.status == status)
+        with self._session() as s:
+            return [RunSummary(**_summary_fields(run)) for run in s.scalars(query)]
+
+    def get_run(self, run_id: int) -> RunDetail:
+        """Everything recorded about one run; RegistryError when there is no such run."""
+        with self._session() as s:
+            run = self._get(s, run_id)
+            checkpoints = [
+                CheckpointInfo(*row)
+                for row in s.execute(
+                    sa.select(CheckpointRow.step, CheckpointRow.path, CheckpointRow.sha256)
+                    .where(CheckpointRow.run_id == run_id)
+                    .order_by(CheckpointRow.step, CheckpointRow.id)
+                )
+            ]
+            m = MetricPointRow
+            ranked = (
+                sa.select(
+                    m.name,
+                    m.value,
+                    sa.func.row_number()
+                    .over(partition_by=m.name, order_by=(m.step.desc(), m.id.desc()))
+                    .label("rank"),
+                )
+                .where(m.run_id == run_id)
+                .subquery()
+            )
+            last = s.execute(sa.select(ranked.c.name, ranked.c.value).where(ranked.c.rank == 1))
+            metrics = {name: _from_db(value) for name, value in last}
+            points = s.scalar(sa.select(sa.func.count()).where(m.run_id == run_id)) or 0
+
+            accepted = 0
+            rejected: dict[str, int] = {}
+            for ok, reason, count in s.execute(
+                sa.select(SampleRow.accepted, SampleRow.reason, sa.func.count())
+                .where(SampleRow.run_id == run_id)
+                .group_by(SampleRow.accepted, SampleRow.reason)
+            ):
+                if ok:
+                    accepted += count
+                else:
+                    key = reason or "unspecified"
+                    rejected[key] = rejected.get(key, 0) + count
+            samples = SampleCounts(accepted + sum(rejected.values()), accepted, rejected)
+
+            evaluations = {
+                metric: _from_db(value)
+                for metric, value in s.execute(
+                    sa.select(EvaluationRow.metric, EvaluationRow.value)
+                    .where(EvaluationRow.run_id == run_id)
+                    .order_by(EvaluationRow.created_at, EvaluationRow.id)
+                )
+            }
+            return RunDetail(
+                **_summary_fields(run),
+                config=run.config,
+                plugins=run.plugins,
+                error=run.error,
+                output_dir=run.output_dir,
+                hostname=run.hostname,
+                pid=run.pid,
+                checkpoints=checkpoints,
+                metrics=metrics,
+                metric_points=points,
+                samples=samples,
+                evaluations=evaluations,
+            )
+
+    # -- helpers -------------------------------------------------------------------------
+
+    @contextmanager
+    def _session(self) -> Iterator[Session]:
+        """One short transaction; a database failure becomes a RegistryError."""
+        try:
+            with Session(self.engine) as s, s.begin():
+                yield s
+        except sa_exc.DBAPIError as e:
+            raise RegistryError(
+                f"the run registry at {self.url} failed: {self._reason(e)}", _HINT_OPEN
+            ) from e
+
+    @staticmethod
+    def _get(s: Session, run_id: int) -> RunRow:
+        run = s.get(RunRow, run_id)
+        if run is None:
+            raise RegistryError(f"no run with id {run_id}", _HINT_NO_RUN)
+        return run
+
+    def _reason(self, e: sa_exc.DBAPIError) -> str:
+        """The driver's own message, first line only (the rest is SQL and a docs link)."""
+        lines = self._scrub(e.orig if e.orig is not None else e).strip().splitlines()
+        return lines[0] if lines else type(e).__name__
+
+    def _scrub(self, e: BaseException) -> str:
+        text = str(e)
+        return text.replace(self._password, "***") if self._password else text

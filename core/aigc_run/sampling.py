@@ -1,0 +1,334 @@
+"""Seeded sampling, quality filters, writing and the manifest.
+
+Sample ``index`` of a run is generated from its own noise, drawn from a generator seeded
+with ``(sample.seed << 32) + index``, and asks for class ``index % num_classes``: any
+written image can be regenerated from (run, checkpoint, seed, index) alone, whatever the
+batch size or device. Rejected samples are written apart with their reason, never dropped.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from aigc_run.components import (
+    FilterContext,
+    FilteredBatch,
+    GenerativeModel,
+    QualityFilter,
+    SampleWriter,
+)
+from aigc_run.errors import ConfigError, PluginError
+from aigc_run.plugins import Contribution, Plugins
+from aigc_run.scenario import Scenario
+
+AUTO_PASS_RATE = 0.9  # "auto" loosens a threshold until this share of held-out real images pass
+
+
+@dataclass(frozen=True)
+class ActiveFilter:
+    plugin: str
+    filter: QualityFilter
+    threshold: float
+
+    @property
+    def name(self) -> str:
+        return self.filter.name
+
+
+@dataclass
+class SamplingResult:
+    generated: int = 0
+    accepted: int = 0
+    rejected_by: dict[str, int] = field(default_factory=dict)
+    accepted_images: list[torch.Tensor] = field(default_factory=list)  # uint8 CPU batches
+    accepted_labels: list[torch.Tensor] = field(default_factory=list)
+
+
+def resolve_filters(
+    plugins: Plugins, scenario: Scenario
+) -> list[tuple[Contribution[QualityFilter], Any]]:
+    known = plugins.quality_filters()
+    chosen = []
+    for name, threshold in scenario.filters.items():
+        if name not in known:
+            raise ConfigError(
+                f"filters.{name}: no quality filter named {name!r}",
+                f"installed filters: {', '.join(sorted(known)) or 'none'}",
+            )
+        if threshold != "off":
+            chosen.append((known[name], threshold))
+    return chosen
+
+
+def calibrate(
+    chosen: Sequence[tuple[Contribution[QualityFilter], Any]],
+    real: torch.Tensor,
+    context: FilterContext,
+) -> list[ActiveFilter]:
+    """Fix each threshold; "auto" takes the default, loosened to what real images meet."""
+    active = []
+    for contribution, setting in chosen:
+        qf = contribution.item
+        if setting != "auto":
+            active.append(ActiveFilter(contribution.plugin, qf, float(setting)))
+            continue
+        threshold = qf.threshold
+        if len(real):
+            scores = score_filter(contribution.plugin, qf, real, context).double()
+            if qf.higher_is_better:
+                threshold = min(threshold, torch.quantile(scores, 1 - AUTO_PASS_RATE).item())
+            else:
+                threshold = max(threshold, torch.quantile(scores, AUTO_PASS_RATE).item())
+        active.append(ActiveFilter(contribution.plugin, qf, threshold))
+    return active
+
+
+def score_filter(
+    plugin: str, qf: QualityFilter, images: torch.Tensor, context: FilterContext
+) -> torch.Tensor:
+    where = f"quality filter {qf.name!r}"
+    try:
+        scores = qf.score(images, context)
+    except Exception as e:
+        raise PluginError(plugin, where, f"{type(e).__name__}: {e}") from e
+    if not isinstance(scores, torch.Tensor) or scores.shape != (len(images),):
+        shape = tuple(scores.shape) if isinstance(scores, torch.Tensor) else type(scores).__name__
+        raise PluginError(
+            plugin,
+            where,
+            f"returned {shape} for {len(images)} images, not a tensor of shape ({len(images)},)",
+        )
+    if not torch.isfinite(scores).all():
+        raise PluginError(plugin, where, "returned NaN or infinite scores")
+    return scores.float().cpu()
+
+
+def noise_for(
+    seed: int, indices: Sequence[int], latent_dim: int, truncation: float | None
+) -> torch.Tensor:
+    """N x latent_dim noise; row i depends only on (seed, indices[i])."""
+    rows = []
+    for index in indices:
+        generator = torch.Generator().manual_seed((seed << 32) + index)
+        z = torch.randn(latent_dim, generator=generator)
+        if truncation is not None:  # the truncation trick: redraw values beyond +-t
+            while (far := z.abs() > truncation).any():
+                z[far] = torch.randn(int(far.sum()), generator=generator)
+        rows.append(z)
+    return torch.stack(rows)
+
+
+def safe_names(class_names: Sequence[str]) -> list[str]:
+    """Class names made safe as folder names: they come from data, never trusted as paths."""
+    safe: list[str] = []
+    for i, name in enumerate(class_names or ["samples"]):
+        cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", name).lstrip("._")[:64] or f"class_{i}"
+        safe.append(cleaned if cleaned not in safe else f"{cleaned}_{i}")
+    return safe
+
+
+def sample(
+    model: GenerativeModel,
+    scenario: Scenario,
+    filters: Sequence[ActiveFilter],
+    writer: Contribution[SampleWriter],
+    reference: FilterContext,
+    device: str,
+    out_dir: Path,
+    on_batch: Callable[[FilteredBatch, list[dict[str, Any]]], None],
+) -> SamplingResult:
+    """Generate until ``sample.count`` images pass (or ``max_tries`` x count were tried)."""
+    cfg = scenario.sample
+    class_names = list(reference.class_names)
+    folders = safe_names(class_names)
+    num_classes = max(len(class_names), 1)
+    result = SamplingResult()
+    manifest = _Manifest(out_dir / "manifest.csv", [f.name for f in filters])
+    try:
+        while result.accepted < cfg.count and result.generated < cfg.count * cfg.max_tries:
+            size = min(cfg.batch_size, cfg.count - result.accepted)
+            indices = list(range(result.generated, result.generated + size))
+            labels = torch.tensor([i % num_classes for i in indices], dtype=torch.int64)
+            noise = noise_for(cfg.seed, indices, model.latent_dim, cfg.truncation).to(device)
+            images = (model.generate(noise, labels.to(device)).clamp(-1, 1) + 1) / 2
+            context = FilterContext(
+                labels.to(device), reference.reference, reference.reference_labels, class_names
+            )
+            scores = {f.name: score_filter(f.plugin, f.filter, images, context) for f in filters}
+            pixels = images.mul(255).round().to(torch.uint8).cpu()  # N x C x H x W
+            accepted, reasons = _decide(filters, scores, size)
+            files = _write(
+                writer,
+                out_dir,
+                pixels,
+                indices,
+                labels,
+                folders,
+                accepted,
+                scenario.output.keep_rejected,
+            )
+            rows = [
+                {
+                    "file": files[k],
+                    "label": class_names[labels[k]] if class_names else "",
+                    "seed": cfg.seed,
+                    "index": indices[k],
+                    "accepted": accepted[k],
+                    "reason": reasons[k],
+                    "scores": {n: float(s[k]) for n, s in scores.items()},
+                }
+                for k in range(size)
+            ]
+            manifest.append(rows)
+            keep = torch.tensor(accepted, dtype=torch.bool)
+            result.accepted_images.append(pixels[keep])
+            result.accepted_labels.append(labels[keep])
+            result.generated += size
+            result.accepted += int(keep.sum())
+            for reason in reasons:
+                for failed in filter(None, reason.split("; ")):
+                    name = failed.split(" ")[0]
+                    result.rejected_by[name] = result.rejected_by.get(name, 0) + 1
+            batch = FilteredBatch(
+                cfg.seed,
+                indices,
+                [r["label"] for r in rows],
+                {n: s.tolist() for n, s in scores.items()},
+                accepted,
+                reasons,
+                files,
+            )
+            on_batch(batch, rows)
+    finally:
+        manifest.close()
+    return result
+
+
+def _decide(
+    filters: Sequence[ActiveFilter], scores: dict[str, torch.Tensor], size: int
+) -> tuple[list[bool], list[str]]:
+    reasons = []
+    for k in range(size):
+        failed = []
+        for f in filters:
+            value = float(scores[f.name][k])
+            if not f.filter.passes(value, f.threshold):
+                sign = "<" if f.filter.higher_is_better else ">"
+                failed.append(f"{f.name} {value:.4g} {sign} {f.threshold:.4g}")
+        reasons.append("; ".join(failed))
+    return [not r for r in reasons], reasons
+
+
+def _write(
+    writer: Contribution[SampleWriter],
+    out_dir: Path,
+    pixels: torch.Tensor,
+    indices: list[int],
+    labels: torch.Tensor,
+    folders: list[str],
+    accepted: list[bool],
+    keep_rejected: bool,
+) -> list[str]:
+    files = [""] * len(indices)
+    for keep, top in ((True, "samples"), (False, "rejected")):
+        chosen = [k for k in range(len(indices)) if accepted[k] == keep]
+        if not chosen or (not keep and not keep_rejected):
+            continue
+        stems = [f"{folders[int(labels[k])]}/{indices[k]:07d}" for k in chosen]
+        try:
+            written = writer.item.write(out_dir / top, stems, pixels[chosen])
+        except Exception as e:
+            raise PluginError(
+                writer.plugin, f"sample writer {writer.item.name!r}", f"{type(e).__name__}: {e}"
+            ) from e
+        if len(written) != len(chosen):
+            raise PluginError(
+                writer.plugin,
+                f"sample writer {writer.item.name!r}",
+                f"returned {len(written)} file names for {len(chosen)} images",
+            )
+        for k, name in zip(chosen, written, strict=True):
+            files[k] = f"{top}/{name}"
+    return files
+
+
+class _Manifest:
+    """manifest.csv, appended batch by batch and flushed, so a crash keeps what was written."""
+
+    def __init__(self, path: Path, filter_names: list[str]) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.filter_names = filter_names
+        self.file = path.open("w", newline="")
+        self.writer = csv.writer(self.file)
+        self.writer.writerow(
+            [
+                "file",
+                "class",
+                "seed",
+                "index",
+                "accepted",
+                "reason",
+                *(f"score:{n}" for n in filter_names),
+            ]
+        )
+
+    def append(self, rows: list[dict[str, Any]]) -> None:
+        for r in rows:
+            self.writer.writerow(
+                [
+                    r["file"],
+                    r["label"],
+                    r["seed"],
+                    r["index"],
+                    int(r["accepted"]),
+                    r["reason"],
+                    *(f"{r['scores'][n]:.6g}" for n in self.filter_names),
+                ]
+            )
+        self.file.flush()
+
+    def close(self) -> None:
+        self.file.close()
+
+
+def contact_sheet(
+    path: Path,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    num_classes: int,
+    per_class: int = 8,
+    scale: int = 3,
+) -> None:
+    """A PNG grid of accepted samples: one row per class (or 8 x 8 when unconditional)."""
+    from PIL import Image
+
+    if num_classes > 1:
+        rows = [images[labels == c][:per_class] for c in range(num_classes)]
+        columns = per_class
+    else:
+        columns = min(8, max(1, math.ceil(math.sqrt(len(images)))))
+        rows = [images[i : i + columns] for i in range(0, min(len(images), 64), columns)]
+    c, h, w = images.shape[1:] if len(images) else (3, 8, 8)
+    pad = 2
+    sheet = torch.full(
+        (c, len(rows) * (h + pad) + pad, columns * (w + pad) + pad), 255, dtype=torch.uint8
+    )
+    for r, row in enumerate(rows):
+        for k, image in enumerate(row):
+            top, left = pad + r * (h + pad), pad + k * (w + pad)
+            sheet[:, top : top + h, left : left + w] = image
+    array = sheet.permute(1, 2, 0).numpy()
+    picture = Image.fromarray(array[:, :, 0] if c == 1 else array)
+    picture = picture.resize(
+        (picture.width * scale, picture.height * scale), Image.Resampling.NEAREST
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    picture.save(path)

@@ -1,0 +1,52 @@
+"""Shared fixtures: an isolated AIGC_HOME, and plugins installed through real entry points."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def aigc_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test gets its own home: cache, runs and SQLite registry under tmp_path."""
+    home = tmp_path / "aigc-home"
+    monkeypatch.setenv("AIGC_HOME", str(home))
+    for name in list(os.environ):
+        if name.startswith("AIGC_") and name not in (
+            "AIGC_HOME",
+            "AIGC_TEST_DATA",
+            "AIGC_TEST_POSTGRES_URL",
+        ):
+            monkeypatch.delenv(name)
+    return home
+
+
+@pytest.fixture
+def install_plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Install a plugin module the way pip would: a module plus a .dist-info folder whose
+    entry_points.txt registers it in the group aigc_run.plugins. Discovery is real."""
+    site = tmp_path / "site"
+    site.mkdir()
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]))
+
+    def install(name: str, source: str, version: str = "0.1.0") -> Path:
+        module = f"aigc_{name.replace('-', '_')}"
+        (site / f"{module}.py").write_text(textwrap.dedent(source))
+        info = site / f"aigc_{name.replace('-', '_')}-{version}.dist-info"
+        info.mkdir()
+        (info / "METADATA").write_text(
+            f"Metadata-Version: 2.1\nName: aigc-{name}\nVersion: {version}\n"
+        )
+        (info / "entry_points.txt").write_text(f"[aigc_run.plugins]\n{name} = {module}\n")
+        importlib.invalidate_caches()
+        sys.modules.pop(module, None)
+        return site / f"{module}.py"
+
+    yield install
+    importlib.invalidate_caches()

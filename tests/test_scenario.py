@@ -1,0 +1,85 @@
+"""Scenario validation, overrides and the errors users see for bad values."""
+
+from __future__ import annotations
+
+import pytest
+from aigc_run.errors import ConfigError
+from aigc_run.scenario import env_overrides, parse_value, resolve
+
+BASE = {"name": "t", "data": {"source": "products"}, "train": {"steps": 100}}
+
+
+def test_defaults_fill_every_section():
+    scenario = resolve(BASE)
+    assert scenario.train.steps == 100
+    assert scenario.model.family == "gan"
+    assert scenario.output.writer == "png"
+
+
+def test_set_overrides_file_values_and_reads_toml_types():
+    scenario = resolve(
+        BASE,
+        [
+            "train.steps=7",
+            "train.lr=0.001",
+            "model.conditional=false",
+            "preprocess.steps=['a', 'b']",
+            "data.options.split=val",
+        ],
+    )
+    assert scenario.train.steps == 7
+    assert scenario.train.lr == pytest.approx(0.001)
+    assert scenario.model.conditional is False
+    assert scenario.preprocess.steps == ["a", "b"]
+    assert scenario.data.options == {"split": "val"}
+
+
+def test_environment_overrides_sit_below_set():
+    environ = {"AIGC_TRAIN__STEPS": "11", "AIGC_SAMPLE__COUNT": "5", "AIGC_HOME": "/x"}
+    assert env_overrides(environ) == [("sample.count", "5"), ("train.steps", "11")]
+    assert resolve(BASE, environ=environ).train.steps == 11
+    assert resolve(BASE, ["train.steps=12"], environ=environ).train.steps == 12
+
+
+def test_data_path_overrides_the_file():
+    assert resolve(BASE, data_path="/photos").data.path == "/photos"
+
+
+def test_negative_steps_name_the_path_and_the_range():
+    with pytest.raises(ConfigError) as caught:
+        resolve(BASE, ["train.steps=-3"])
+    assert "train.steps" in caught.value.message
+    assert "greater than or equal to 1" in caught.value.message
+    assert "-3" in caught.value.message
+
+
+@pytest.mark.parametrize("override", ["train.stepz=3", "sample.nope=1"])
+def test_unknown_key_is_named(override):
+    with pytest.raises(ConfigError) as caught:
+        resolve(BASE, [override])
+    assert override.split("=")[0] in caught.value.message
+    assert "unknown setting" in caught.value.message
+
+
+def test_unknown_section_lists_the_sections():
+    with pytest.raises(ConfigError) as caught:
+        resolve(BASE, ["trian.steps=3"])
+    assert "trian" in caught.value.message and "train" in caught.value.hint
+
+
+def test_set_without_equals_is_explained():
+    with pytest.raises(ConfigError, match="has no '='"):
+        resolve(BASE, ["train.steps"])
+
+
+def test_filter_threshold_accepts_numbers_auto_and_off():
+    scenario = resolve(BASE, ["filters.a=0.5", "filters.b=auto", "filters.c=off"])
+    assert scenario.filters == {"a": 0.5, "b": "auto", "c": "off"}
+    with pytest.raises(ConfigError, match=r"filters\.d"):
+        resolve(BASE, ["filters.d=maybe"])
+
+
+def test_parse_value_falls_back_to_string():
+    assert parse_value("12") == 12
+    assert parse_value("true") is True
+    assert parse_value("./photos dir") == "./photos dir"
