@@ -1,0 +1,463 @@
+"""Product photos from a folder: class subfolders, or a flat folder with a CSV of labels.
+
+Layouts, detected in this order:
+
+- **CSV**: a ``.csv`` file in the folder (or ``options.csv``) with one row per image: an
+  image column (a file name, with or without its extension, or a path relative to the
+  folder) and a label column. Images are looked up in ``images/`` when the folder has one,
+  else in the folder itself (``options.image_dir`` overrides). This is the layout of the
+  public clothing dataset: ``images.csv`` (image,sender_id,label,kids) + ``images/<id>.jpg``.
+- **class subfolders**: ``Shoes/a.jpg``, ``Dress/b.png`` (any depth below the class folder);
+  the top folder name is the label.
+- **flat**: images directly in the folder and no CSV: unlabelled (label ``""``).
+
+Nothing is dropped silently: every file or row that is not loaded is yielded as
+``Skipped(item, reason)`` with one of the ``REASON_*`` strings, so the engine can count them.
+Names that come from the CSV never become paths unchecked: absolute paths and ``..`` parts
+are rejected as ``path outside data folder``. (Symlinks the user made are followed.)
+
+Decoding runs on a few threads (PIL releases the GIL while decoding), in input order.
+JPEGs are decoded at a reduced scale with ``Image.draft`` (at least twice the training size),
+which is what makes thousands of phone photos load in seconds.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections import Counter, deque
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath, PureWindowsPath
+from typing import Any
+
+from aigc_run.components import Sample, Skipped
+from aigc_run.errors import ConfigError, DataError
+from PIL import Image, ImageOps
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
+DEFAULT_EXCLUDE_LABELS = ("Not sure", "Other", "Skip")
+IMAGE_COLUMNS = ("image", "image_id", "id", "file", "filename", "file_name", "path", "image_path")
+LABEL_COLUMNS = ("label", "class", "category", "class_name", "labels")
+PREFERRED_CSVS = ("images.csv", "labels.csv", "metadata.csv", "index.csv")
+WHITE = (255, 255, 255)
+
+REASON_UNREADABLE = "unreadable image"
+REASON_EXCLUDED = "excluded label"
+REASON_OUTSIDE = "path outside data folder"
+REASON_MISSING = "file missing"
+REASON_NO_ROW = "no row in CSV"
+REASON_NO_LABEL = "no label"
+REASON_NO_NAME = "no image name"
+REASON_DUPLICATE = "duplicate row"
+REASON_NOT_IMAGE = "not an image file"
+REASON_NOT_IN_CLASS = "not in a class folder"
+REASON_OVER_MAX = "over max_per_class"
+
+LAYOUT_HINT = (
+    "give a folder of class subfolders (Shoes/a.jpg, Dress/b.jpg), or a folder with a CSV "
+    "of image and label columns and the images beside it or in images/ "
+    "(see data.options csv, image_column, label_column, image_dir)"
+)
+
+#: Errors PIL raises for files it cannot decode: bad headers, truncated data, bombs,
+#: malformed EXIF. Each becomes Skipped("unreadable image"), counted and reported.
+DECODE_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,  # includes UnidentifiedImageError and "image file is truncated"
+    ValueError,
+    EOFError,
+    SyntaxError,  # some PIL plugins signal a bad header this way
+    TypeError,
+    IndexError,
+    KeyError,
+    ZeroDivisionError,
+    Image.DecompressionBombError,
+)
+
+DECODE_THREADS = max(1, min(4, os.cpu_count() or 1))
+WINDOW = 64  # decodes in flight at once: bounds memory, keeps order
+
+
+@dataclass(frozen=True)
+class FolderOptions:
+    csv: str | None = None
+    image_column: str | None = None
+    label_column: str | None = None
+    image_dir: str | None = None
+    exclude_labels: frozenset[str] = frozenset(DEFAULT_EXCLUDE_LABELS)
+    max_per_class: int | None = None
+
+
+def parse_options(options: Mapping[str, Any], known_extra: Iterable[str] = ()) -> FolderOptions:
+    """Check ``data.options`` for the folder loader; a wrong one is a ConfigError with its path."""
+    known = {"csv", "image_column", "label_column", "image_dir", "exclude_labels", "max_per_class"}
+    unknown = sorted(set(options) - known - set(known_extra))
+    if unknown:
+        raise ConfigError(
+            f"data.options: unknown option(s) {', '.join(map(repr, unknown))} "
+            "for the dataset source 'products'",
+            f"the options are: {', '.join(sorted(known | set(known_extra)))}",
+        )
+    for key in ("csv", "image_column", "label_column", "image_dir"):
+        if options.get(key) is not None and not isinstance(options[key], str):
+            raise ConfigError(f"data.options.{key}: must be a string (got {options[key]!r})")
+    exclude = options.get("exclude_labels", DEFAULT_EXCLUDE_LABELS)
+    if isinstance(exclude, str) or not all(isinstance(x, str) for x in exclude):
+        raise ConfigError(
+            f"data.options.exclude_labels: must be a list of label names (got {exclude!r})",
+            'e.g. exclude_labels = ["Other"], or [] to keep every label',
+        )
+    cap = options.get("max_per_class")
+    if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 1):
+        raise ConfigError(f"data.options.max_per_class: must be an integer >= 1 (got {cap!r})")
+    return FolderOptions(
+        csv=options.get("csv"),
+        image_column=options.get("image_column"),
+        label_column=options.get("label_column"),
+        image_dir=options.get("image_dir"),
+        exclude_labels=frozenset(x.strip() for x in exclude),
+        max_per_class=cap,
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# decoding one image
+# ---------------------------------------------------------------------------------------
+
+
+def open_image(path: Path, min_side: int) -> Image.Image:
+    """Decode ``path`` upright, as RGB, at least ``min_side`` on its shorter side when it is
+    that large (JPEGs are decoded at reduced scale). Raises one of ``DECODE_ERRORS``."""
+    with Image.open(path) as im:
+        if im.format == "JPEG" and min_side > 0:
+            im.draft(None, (min_side, min_side))  # scale only; the mode is converted below
+        upright = ImageOps.exif_transpose(im)  # a fully loaded copy, orientation applied
+    return to_rgb(upright)
+
+
+def to_rgb(im: Image.Image) -> Image.Image:
+    """RGB, with anything transparent composited onto white (the catalogue background)."""
+    if im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info:
+        rgba = im.convert("RGBA")
+        canvas = Image.new("RGBA", rgba.size, (*WHITE, 255))
+        canvas.alpha_composite(rgba)
+        return canvas.convert("RGB")
+    if im.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):  # 16-bit or float greyscale
+        im = _to_8bit(im)
+    return im if im.mode == "RGB" else im.convert("RGB")
+
+
+def _to_8bit(im: Image.Image) -> Image.Image:
+    import numpy as np
+
+    a = np.asarray(im, dtype=np.float64)
+    hi = float(a.max()) if a.size else 0.0
+    scale = 255.0 / hi if hi > 255 else 1.0  # stretch down only when it exceeds 8 bits
+    return Image.fromarray(np.clip(a * scale, 0, 255).astype(np.uint8), "L")
+
+
+# ---------------------------------------------------------------------------------------
+# planning: which files, which labels
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Job:
+    """One input in order: a file to decode with its label, or an input already skipped."""
+
+    item: str
+    label: str = ""
+    path: Path | None = None
+    skipped: str = ""  # a REASON_* when nothing is to be decoded
+
+
+def _visible(name: str) -> bool:
+    return not name.startswith(".") and name not in ("__MACOSX", "Thumbs.db", "desktop.ini")
+
+
+def _is_image_name(name: str) -> bool:
+    return Path(name).suffix.lower() in IMAGE_SUFFIXES
+
+
+def _describe_folder(root: Path) -> str:
+    try:
+        entries = [e for e in os.scandir(root) if _visible(e.name)]
+    except OSError as e:
+        return f"it cannot be listed ({e.strerror})"
+    dirs = sorted(e.name for e in entries if e.is_dir())
+    files = sorted(e.name for e in entries if not e.is_dir())
+    images = [f for f in files if _is_image_name(f)]
+    others = sorted({Path(f).suffix.lower() or f for f in files if not _is_image_name(f)})
+    if not entries:
+        return "it is empty"
+    parts = [f"{len(images)} image file(s)", f"{len(dirs)} subfolder(s)"]
+    if others:
+        parts.append(f"other files: {', '.join(others[:6])}")
+    return "found " + ", ".join(parts)
+
+
+def plan(root: Path, opts: FolderOptions) -> tuple[Path, str, list[Job]]:
+    """Detect the layout of ``root`` and list its inputs in a stable order.
+
+    Returns the data folder (the CSV's folder when ``root`` is a CSV file), the layout's name
+    and the jobs; raises DataError when nothing could be used.
+    """
+    if not root.exists():
+        raise DataError(f"data folder not found: {root}", "check --data / data.path")
+    csv_path: Path | None = None
+    if root.is_file():
+        if root.suffix.lower() != ".csv":
+            raise DataError(f"{root} is a file, not a data folder", LAYOUT_HINT)
+        root, csv_path = root.parent, root
+    elif opts.csv is not None:
+        csv_path = root / opts.csv
+        if not csv_path.is_file():
+            raise DataError(f"data.options.csv: {csv_path} not found", "check the file name")
+    else:
+        csv_path = _find_csv(root)
+
+    if csv_path is not None:
+        jobs = _plan_csv(root, csv_path, opts)
+        layout = f"CSV {csv_path.name}"
+    else:
+        jobs, layout = _plan_tree(root, opts)
+    if not any(job.path is not None for job in jobs):
+        reasons = Counter(job.skipped for job in jobs)
+        found = (
+            "; ".join(f"{n} {reason}" for reason, n in reasons.most_common())
+            if reasons
+            else _describe_folder(root)
+        )
+        raise DataError(f"no usable image in {root} (layout: {layout}): {found}", LAYOUT_HINT)
+    return root, layout, jobs
+
+
+def _find_csv(root: Path) -> Path | None:
+    found = sorted(p for p in root.glob("*.csv") if p.is_file() and _visible(p.name))
+    if len(found) <= 1:
+        return found[0] if found else None
+    for name in PREFERRED_CSVS:
+        if (root / name) in found:
+            return root / name
+    raise DataError(
+        f"{root} holds several CSV files ({', '.join(p.name for p in found[:5])}) "
+        "and none is called images.csv",
+        "say which one holds the labels: --set data.options.csv=NAME.csv",
+    )
+
+
+def _pick_column(
+    header: Sequence[str], wanted: str | None, guesses: Sequence[str], what: str, csv_path: Path
+) -> str:
+    if wanted is not None:
+        if wanted not in header:
+            raise DataError(
+                f"{csv_path.name} has no column {wanted!r} (columns: {', '.join(header)})",
+                f"set data.options.{what}_column to one of the columns",
+            )
+        return wanted
+    by_lower = {h.strip().lower(): h for h in header}
+    for guess in guesses:
+        if guess in by_lower:
+            return by_lower[guess]
+    raise DataError(
+        f"{csv_path.name} has no {what} column (columns: {', '.join(header)}; "
+        f"looked for {', '.join(guesses)})",
+        f"name it with --set data.options.{what}_column=COLUMN",
+    )
+
+
+def _unsafe(value: str) -> bool:
+    """A CSV value that could point outside the data folder: absolute, a drive, or ``..``."""
+    for pure in (PurePosixPath(value), PureWindowsPath(value)):
+        if pure.is_absolute() or pure.drive or pure.root or ".." in pure.parts:
+            return True
+    return False
+
+
+def _plan_csv(root: Path, csv_path: Path, opts: FolderOptions) -> list[Job]:
+    if opts.image_dir is not None:
+        image_dir = root / opts.image_dir
+        if not image_dir.is_dir():
+            raise DataError(
+                f"data.options.image_dir: {image_dir} is not a folder",
+                "check the folder name, relative to the data folder",
+            )
+    else:
+        image_dir = root / "images" if (root / "images").is_dir() else root
+
+    # the image files beside the CSV, by name and by stem (CSV ids often omit the extension)
+    by_name: dict[str, str] = {}
+    by_stem: dict[str, str] = {}
+    for name in sorted(os.listdir(image_dir)):
+        if _visible(name) and _is_image_name(name) and (image_dir / name).is_file():
+            by_name[name] = name
+            by_stem.setdefault(Path(name).stem, name)
+
+    try:
+        with csv_path.open(newline="", encoding="utf-8-sig") as f:
+            sample = f.read(8192)
+            f.seek(0)
+            try:
+                dialect: Any = csv.Sniffer().sniff(sample, delimiters=",;\t|")
+            except csv.Error:
+                dialect = csv.excel
+            reader = csv.DictReader(f, dialect=dialect)
+            header = [h for h in (reader.fieldnames or []) if h is not None]
+            image_col = _pick_column(header, opts.image_column, IMAGE_COLUMNS, "image", csv_path)
+            label_col = _pick_column(header, opts.label_column, LABEL_COLUMNS, "label", csv_path)
+            rows = [(reader.line_num, row) for row in reader]
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise DataError(
+            f"cannot read {csv_path}: {e}", "save it as a UTF-8 CSV with a header row"
+        ) from None
+
+    prefix = image_dir.relative_to(root).as_posix() if image_dir != root else ""
+    used: set[Path] = set()
+    jobs: list[Job] = []
+    for line, row in rows:
+        value = (row.get(image_col) or "").strip()
+        label = (row.get(label_col) or "").strip()
+        where = f"{csv_path.name} line {line}"
+        if not value:
+            jobs.append(Job(where, label, skipped=REASON_NO_NAME))
+            continue
+        item = f"{where}: {value}"
+        if not label:
+            jobs.append(Job(item, skipped=REASON_NO_LABEL))
+        elif label in opts.exclude_labels:
+            jobs.append(Job(item, label, skipped=REASON_EXCLUDED))
+        elif _unsafe(value):
+            jobs.append(Job(item, label, skipped=REASON_OUTSIDE))
+        else:
+            path = _lookup(root, image_dir, value, by_name, by_stem)
+            if path is None:
+                jobs.append(Job(item, label, skipped=REASON_MISSING))
+            elif path in used:
+                jobs.append(Job(item, label, skipped=REASON_DUPLICATE))
+            else:
+                used.add(path)
+                jobs.append(Job(path.relative_to(root).as_posix(), label, path))
+    # image files no row mentions (excluded rows count as mentions): counted, not dropped
+    listed = {p.name for p in used if p.parent == image_dir}
+    for _, row in rows:
+        name = (row.get(image_col) or "").strip()
+        listed.add(by_name.get(name) or by_stem.get(name) or name)
+    for name in by_name:
+        if name not in listed:
+            jobs.append(Job(f"{prefix}/{name}" if prefix else name, skipped=REASON_NO_ROW))
+    return jobs
+
+
+def _lookup(
+    root: Path, image_dir: Path, value: str, by_name: Mapping[str, str], by_stem: Mapping[str, str]
+) -> Path | None:
+    if value in by_name:
+        return image_dir / by_name[value]
+    if value in by_stem:
+        return image_dir / by_stem[value]
+    for base in (image_dir, root):  # a relative path: "images/a.jpg" or "sub/a.jpg"
+        candidate = base / value
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _plan_tree(root: Path, opts: FolderOptions) -> tuple[list[Job], str]:
+    entries = sorted((e for e in os.scandir(root) if _visible(e.name)), key=lambda e: e.name)
+    class_dirs = [e for e in entries if e.is_dir()]
+    loose = [e for e in entries if not e.is_dir()]
+    jobs: list[Job] = []
+    if not class_dirs:  # flat: unlabelled images
+        for e in loose:
+            ok = _is_image_name(e.name)
+            jobs.append(
+                Job(e.name, "", Path(e.path) if ok else None, "" if ok else REASON_NOT_IMAGE)
+            )
+        return jobs, "flat folder (unlabelled)"
+    for e in loose:
+        jobs.append(
+            Job(e.name, skipped=REASON_NOT_IN_CLASS if _is_image_name(e.name) else REASON_NOT_IMAGE)
+        )
+    for d in class_dirs:
+        label = d.name.strip()
+        for dirpath, dirnames, filenames in os.walk(d.path):
+            dirnames[:] = sorted(n for n in dirnames if _visible(n))
+            for name in sorted(n for n in filenames if _visible(n)):
+                path = Path(dirpath) / name
+                item = path.relative_to(root).as_posix()
+                if not _is_image_name(name):
+                    jobs.append(Job(item, label, skipped=REASON_NOT_IMAGE))
+                elif label in opts.exclude_labels:
+                    jobs.append(Job(item, label, skipped=REASON_EXCLUDED))
+                else:
+                    jobs.append(Job(item, label, path))
+    return jobs, "class subfolders"
+
+
+# ---------------------------------------------------------------------------------------
+# loading
+# ---------------------------------------------------------------------------------------
+
+
+def _decode(path: Path, min_side: int) -> Image.Image | None:
+    try:
+        return open_image(path, min_side)
+    except DECODE_ERRORS:
+        return None
+
+
+def load_folder(
+    root: Path, options: Mapping[str, Any], image_size: int, known_extra: Iterable[str] = ()
+) -> Iterator[Sample | Skipped]:
+    """Check the folder and plan now (errors surface at the call); decode lazily, in order."""
+    opts = parse_options(options, known_extra)
+    root, layout, jobs = plan(root, opts)
+    return _decode_all(root, layout, jobs, opts, max(2 * image_size, 1))
+
+
+def _decode_all(
+    root: Path, layout: str, jobs: list[Job], opts: FolderOptions, min_side: int
+) -> Iterator[Sample | Skipped]:
+    cap = opts.max_per_class
+    taken: Counter[str] = Counter()
+    pending: deque[tuple[Job, Future[Image.Image | None] | None]] = deque()
+    reasons: Counter[str] = Counter()
+    loaded = 0
+    pool = ThreadPoolExecutor(DECODE_THREADS, thread_name_prefix="aigc-ecommerce-decode")
+    try:
+        queue = iter(jobs)
+        exhausted = False
+        while pending or not exhausted:
+            while not exhausted and len(pending) < WINDOW:
+                job = next(queue, None)
+                if job is None:
+                    exhausted = True
+                elif job.path is None or (cap is not None and taken[job.label] >= cap):
+                    pending.append((job, None))
+                else:
+                    pending.append((job, pool.submit(_decode, job.path, min_side)))
+            if not pending:
+                break
+            job, future = pending.popleft()
+            if future is None:
+                reason = job.skipped or REASON_OVER_MAX
+            else:
+                image = future.result()
+                if image is None:
+                    reason = REASON_UNREADABLE
+                elif cap is not None and taken[job.label] >= cap:
+                    reason = REASON_OVER_MAX
+                else:
+                    taken[job.label] += 1
+                    loaded += 1
+                    yield Sample(image, job.label)
+                    continue
+            reasons[reason] += 1
+            yield Skipped(job.item, reason)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    if loaded == 0:
+        found = "; ".join(f"{n} {reason}" for reason, n in reasons.most_common())
+        raise DataError(f"no usable image in {root} (layout: {layout}): {found}", LAYOUT_HINT)

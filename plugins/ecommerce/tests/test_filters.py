@@ -1,0 +1,84 @@
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from aigc_ecommerce import filters
+from aigc_ecommerce.plugin import load_products, register_quality_filters
+from aigc_run.components import DataRequest, FilterContext
+
+CONTEXT = FilterContext(
+    labels=torch.zeros(0, dtype=torch.int64),
+    reference=torch.zeros(0, 3, 32, 32),
+    reference_labels=torch.zeros(0, dtype=torch.int64),
+    class_names=(),
+)
+
+
+def _framed(border: float, n: int = 1) -> torch.Tensor:
+    images = torch.full((n, 3, 32, 32), border)
+    images[:, :, 6:26, 6:26] = torch.tensor([0.8, 0.1, 0.1])[:, None, None]
+    return images
+
+
+def _demo_batch(count: int) -> torch.Tensor:
+    request = DataRequest(
+        path=None, options={"demo_count": count}, image_size=32, channels=3, seed=3
+    )
+    images = [s.image.resize((32, 32)) for s in load_products(request)]
+    data = torch.stack(
+        [torch.frombuffer(bytearray(im.tobytes()), dtype=torch.uint8) for im in images]
+    )
+    return data.view(count, 32, 32, 3).permute(0, 3, 1, 2).float() / 255
+
+
+def _by_name() -> dict[str, object]:
+    return {f.name: f for f in register_quality_filters()}
+
+
+def test_white_border_scores_higher_than_a_dark_one() -> None:
+    (bg,) = [f for f in register_quality_filters() if f.name == "background-clean"]
+    scores = bg.score(torch.cat([_framed(1.0), _framed(0.3), _framed(0.93)]), CONTEXT)
+    assert scores.shape == (3,) and scores.dtype == torch.float32
+    assert scores[0] == 1.0 and scores[1] == 0.0 and scores[2] == 1.0
+    assert bg.passes(float(scores[0]), bg.threshold)
+    assert not bg.passes(float(scores[1]), bg.threshold)
+    pale_pink = torch.full((1, 3, 32, 32), 0.95)
+    pale_pink[:, 1:] = 0.8  # bright but coloured: not a white background
+    assert bg.score(pale_pink, CONTEXT)[0] == 0.0
+
+
+def test_demo_products_pass_background_clean() -> None:
+    scores = filters.background_clean(_demo_batch(24), CONTEXT)
+    assert (scores >= filters.BACKGROUND_CLEAN_THRESHOLD).all()
+
+
+def test_a_duplicate_in_the_batch_fails_and_its_first_copy_passes() -> None:
+    (nd,) = [f for f in register_quality_filters() if f.name == "near-duplicate"]
+    batch = _demo_batch(12)
+    noisy_copy = (batch[4] + 0.01 * torch.randn_like(batch[4])).clamp(0, 1)
+    batch = torch.cat([batch, noisy_copy[None], batch[7:8]])  # indices 12 and 13 are copies
+    scores = nd.score(batch, CONTEXT)
+    assert scores.shape == (14,) and torch.isfinite(scores).all()
+    passed = [nd.passes(float(s), nd.threshold) for s in scores]
+    assert passed == [True] * 12 + [False, False]
+    assert scores[0] == filters.FIRST_SCORE
+    assert scores[13] == 0.0
+
+
+def test_near_duplicate_scores_match_across_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
+    batch = _demo_batch(30)
+    whole = filters.near_duplicate(batch, CONTEXT)
+    monkeypatch.setattr(filters, "CHUNK", 7)
+    assert torch.allclose(filters.near_duplicate(batch, CONTEXT), whole)
+
+
+def test_filters_take_any_batch_size_and_channels() -> None:
+    for n in (0, 1):
+        for score in (filters.background_clean, filters.near_duplicate):
+            out = score(torch.ones(n, 1, 16, 16), CONTEXT)
+            assert out.shape == (n,) and torch.isfinite(out).all()
+    grey = filters.near_duplicate(torch.rand(5, 1, 28, 28), CONTEXT)
+    assert grey.shape == (5,) and grey[0] == filters.FIRST_SCORE
+    assert not math.isinf(float(grey.min()))
