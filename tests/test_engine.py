@@ -19,7 +19,8 @@ import json, os
 from pathlib import Path
 from PIL import Image, ImageDraw
 from aigc_run import hookimpl
-from aigc_run.components import DatasetSource, QualityFilter, Sample, ScenarioFile, Skipped
+from aigc_run.components import (DatasetSource, Metric, ModelFamily, Preprocessor,
+    QualityFilter, Sample, SampleWriter, ScenarioFile, Skipped)
 
 CALLS = Path(os.environ["TILES_CALLS"])
 
@@ -53,6 +54,58 @@ def register_scenarios():
         "sample": {"count": 6, "batch_size": 4},
         "filters": {"bright-enough": 0.0},
     })]
+
+class MeanModel:
+    # The smallest real model family: it learns the mean image and draws it.
+
+    latent_dim = 4
+
+    def __init__(self, spec):
+        import torch
+        self.mean = torch.zeros(spec.channels, spec.image_size, spec.image_size)
+        self.seen = 0
+
+    def train_step(self, images, labels):
+        self.seen += 1
+        self.mean += (images.mean(0).cpu() - self.mean) / self.seen
+        return {"spread": float(images.std())}
+
+    def generate(self, noise, labels):
+        return self.mean.expand(len(noise), -1, -1, -1).clone()
+
+    def state_dict(self):
+        return {"mean": self.mean.clone()}
+
+    def load_state_dict(self, state):
+        self.mean = state["mean"].clone()
+
+def write_raw(folder, stems, images):
+    names = []
+    for stem, image in zip(stems, images):
+        (folder / stem).parent.mkdir(parents=True, exist_ok=True)
+        (folder / f"{stem}.raw").write_bytes(image.numpy().tobytes())
+        names.append(f"{stem}.raw")
+    return names
+
+def mean_gap(real, generated):
+    return abs(real.float().mean() - generated.float().mean()).item() / 255
+
+@hookimpl
+def register_preprocessors():
+    from PIL import ImageOps
+    return [Preprocessor("invert", "negative", lambda image, size: ImageOps.invert(image))]
+
+@hookimpl
+def register_sample_writers():
+    return [SampleWriter("raw", "raw bytes", write_raw)]
+
+@hookimpl
+def register_metrics():
+    return [Metric("mean-gap", "difference of mean brightness", mean_gap)]
+
+@hookimpl
+def register_model_families():
+    return [ModelFamily("mean-image", "draws the mean training image", MeanModel)]
 
 def record(*entry):
     with CALLS.open("a") as f:
@@ -170,6 +223,39 @@ def test_filter_scores_are_recorded_and_rejections_kept_apart(tiles, aigc_home):
     rows = _manifest(detail.output_dir)
     assert all(r["accepted"] == "0" and r["reason"].startswith("bright-enough") for r in rows)
     assert all(r["file"].startswith("rejected/") for r in rows)
+
+
+def test_every_contribution_kind_of_an_outside_plugin_is_used(tiles, aigc_home):
+    result = CliRunner().invoke(
+        main,
+        [
+            "scenario",
+            "tiles",
+            "--quiet",
+            "--set",
+            "model.family=mean-image",
+            "--set",
+            "output.writer=raw",
+            "--set",
+            "evaluate.metrics=['mean-gap']",
+            "--set",
+            "preprocess.steps=['invert']",
+            "--set",
+            "train.steps=5",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    registry = Registry(Settings().registry_url)
+    detail = registry.get_run(registry.list_runs()[0].id)
+    rows = _manifest(detail.output_dir)
+    assert all(r["file"].endswith(".raw") for r in rows)
+    # Inverted tiles: a dark shape on a lighter ground, so the mean image is mostly light
+    # grey (255 - 128) with a darker centre; the mean model draws exactly that.
+    first = (aigc_home / detail.output_dir / rows[0]["file"]).read_bytes()
+    assert len(first) == 16 * 16
+    assert first[0] == 127 and first[16 * 8 + 8] < 60
+    assert 0 <= detail.evaluations["mean-gap"] < 0.05
+    assert "spread" in detail.metrics
 
 
 def test_plugins_lists_the_outside_plugin(tiles):

@@ -6,7 +6,7 @@ imported only when a family is used, keeping ``aigc-run --help`` fast.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from importlib import import_module
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -25,9 +25,10 @@ if TYPE_CHECKING:
     from PIL import Image
 
 
-def _family(module: str):  # type: ignore[no-untyped-def]
+def _family(module: str) -> Callable[[ModelSpec], GenerativeModel]:
     def create(spec: ModelSpec) -> GenerativeModel:
-        return import_module(module).create(spec)  # type: ignore[no-any-return]
+        created: GenerativeModel = import_module(module).create(spec)
+        return created
 
     return create
 

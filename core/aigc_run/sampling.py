@@ -200,7 +200,7 @@ def sample(
             batch = FilteredBatch(
                 cfg.seed,
                 indices,
-                [r["label"] for r in rows],
+                [str(r["label"]) for r in rows],
                 {n: s.tolist() for n, s in scores.items()},
                 accepted,
                 reasons,

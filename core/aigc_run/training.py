@@ -6,6 +6,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 from pathlib import Path
 
 import numpy as np
@@ -109,5 +110,5 @@ class _Silent:
     def close(self) -> None: ...
 
 
-def _progress_bar(progress: Callable[..., object] | None, total: int):  # type: ignore[no-untyped-def]
+def _progress_bar(progress: Callable[..., Any] | None, total: int) -> Any:
     return progress(total=total, desc="train", unit="step") if progress else _Silent()

@@ -1,0 +1,133 @@
+"""What a user sees at the command line: bad input gives a short error and no traceback."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from aigc_run.registry import Registry
+from aigc_run.settings import Settings
+
+AIGC_RUN = str(Path(sys.executable).parent / "aigc-run")
+TINY = [
+    "--quiet",
+    "--set",
+    "train.steps=3",
+    "--set",
+    "sample.count=4",
+    "--set",
+    "model.width=8",
+    "--set",
+    "train.batch_size=4",
+]
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([AIGC_RUN, *args], capture_output=True, text=True, timeout=300)
+
+
+def assert_short_error(result: subprocess.CompletedProcess[str], *expected: str) -> None:
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr + result.stdout
+    assert "\nError: " in "\n" + result.stderr
+    assert "Hint: " in result.stderr
+    for text in expected:
+        assert text in result.stderr
+
+
+def test_help_lists_the_commands():
+    result = run_cli("--help")
+    assert result.returncode == 0
+    for command in ("scenario", "scenarios", "plugins", "runs"):
+        assert command in result.stdout
+
+
+def test_unknown_scenario():
+    assert_short_error(run_cli("scenario", "bakery"), "no scenario named 'bakery'", "ecommerce")
+
+
+def test_negative_steps():
+    result = run_cli("scenario", "ecommerce", "--set", "train.steps=-3")
+    assert_short_error(result, "train.steps", "greater than or equal to 1")
+    assert result.returncode == 2
+
+
+def test_unknown_set_key():
+    assert_short_error(
+        run_cli("scenario", "ecommerce", "--set", "train.epochs=3"), "train.epochs: unknown setting"
+    )
+
+
+def test_empty_folder(tmp_path):
+    empty = tmp_path / "photos"
+    empty.mkdir()
+    assert_short_error(run_cli("scenario", "ecommerce", "--data", str(empty)), str(empty))
+    (run,) = Registry(Settings().registry_url).list_runs()
+    assert run.status == "failed"  # recorded, and never left running
+
+
+def test_missing_data_path(tmp_path):
+    assert_short_error(
+        run_cli("scenario", "medical", "--data", str(tmp_path / "nope.npz")), "does not exist"
+    )
+
+
+def test_npz_without_expected_keys(tmp_path):
+    bad = tmp_path / "scans.npz"
+    np.savez(bad, pictures=np.zeros((4, 28, 28), np.uint8))
+    assert_short_error(run_cli("scenario", "medical", "--data", str(bad)), "pictures")
+
+
+def test_debug_shows_the_traceback():
+    result = run_cli("--debug", "scenario", "bakery")
+    assert result.returncode != 0
+    assert "Traceback" in result.stderr
+
+
+def test_corrupt_and_fake_images_are_skipped_and_counted(tmp_path):
+    photos = tmp_path / "photos"
+    rng = np.random.default_rng(0)
+    for label in ("Shoes", "Hats"):
+        (photos / label).mkdir(parents=True)
+        for i in range(12):
+            pixels = rng.integers(0, 255, (40, 30, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(photos / label / f"{i}.jpg")
+    good = (photos / "Shoes" / "0.jpg").read_bytes()
+    (photos / "Shoes" / "broken.jpg").write_bytes(good[: len(good) // 3])
+    (photos / "Hats" / "notes.png").write_text("this is not a picture")
+    result = run_cli(
+        "scenario",
+        "ecommerce",
+        "--data",
+        str(photos),
+        *TINY,
+        "--set",
+        "filters.background-clean=off",
+    )
+    assert result.returncode == 0, result.stderr
+    assert "data: 24 images" in result.stdout
+    assert "unreadable image 2" in result.stdout
+    (run,) = Registry(Settings().registry_url).list_runs()
+    assert run.status == "completed"
+
+
+def test_runs_lists_and_shows(tmp_path):
+    run_cli("scenario", "medical", *TINY, "--set", "data.options.demo_count=60")
+    listing = run_cli("runs")
+    assert listing.returncode == 0 and "medical" in listing.stdout
+    run_id = listing.stdout.split()[0]
+    shown = run_cli("runs", "show", run_id)
+    assert shown.returncode == 0, shown.stderr
+    assert "[completed]" in shown.stdout and "checkpoint step 3" in shown.stdout
+    assert_short_error(run_cli("runs", "show", "999"), "no run with id 999")
+
+
+@pytest.mark.parametrize("name", ["ecommerce", "medical"])
+def test_scenarios_lists_both_verticals(name):
+    result = run_cli("scenarios")
+    assert name in result.stdout
