@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -130,3 +132,61 @@ def test_runs_lists_and_shows(tmp_path):
 def test_scenarios_lists_both_verticals(name):
     result = run_cli("scenarios")
     assert name in result.stdout
+
+
+def _start_long_run(*extra: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [
+            AIGC_RUN,
+            "scenario",
+            "medical",
+            "--quiet",
+            "--set",
+            "train.steps=1000000",
+            "--set",
+            "model.width=8",
+            "--set",
+            "train.batch_size=4",
+            "--set",
+            "train.log_every=1",
+            "--set",
+            "data.options.demo_count=60",
+            *extra,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _wait_for_training(registry: Registry, process: subprocess.Popen[str]) -> int:
+    for _ in range(600):
+        runs = registry.list_runs()
+        if runs and registry.get_run(runs[0].id).metric_points > 0:
+            return runs[0].id
+        assert process.poll() is None, process.communicate()
+        time.sleep(0.1)
+    raise AssertionError("training did not start within a minute")
+
+
+def test_ctrl_c_marks_the_run_interrupted():
+    registry = Registry(Settings().registry_url)
+    process = _start_long_run()
+    run_id = _wait_for_training(registry, process)
+    process.send_signal(signal.SIGINT)
+    _out, err = process.communicate(timeout=60)
+    assert process.returncode == 130
+    assert "Traceback" not in err
+    assert registry.get_run(run_id).status == "interrupted"
+
+
+def test_killed_run_is_marked_interrupted_on_the_next_start():
+    registry = Registry(Settings().registry_url)
+    process = _start_long_run()
+    run_id = _wait_for_training(registry, process)
+    process.kill()
+    process.wait()
+    assert registry.get_run(run_id).status == "running"  # nobody could record the death
+    listing = run_cli("runs")
+    assert "interrupted" in listing.stdout
+    assert registry.get_run(run_id).status == "interrupted"

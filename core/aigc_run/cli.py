@@ -193,7 +193,9 @@ def runs_show(run_id: int) -> None:
 def _registry() -> Any:
     from aigc_run.registry import Registry
 
-    return Registry(Settings().registry_url)
+    registry = Registry(Settings().registry_url)
+    registry.reap_dead_runs()  # a run whose process was killed shows as interrupted, not running
+    return registry
 
 
 if __name__ == "__main__":  # pragma: no cover
