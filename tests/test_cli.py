@@ -10,9 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
+
 from aigc_run.registry import Registry
 from aigc_run.settings import Settings
-from PIL import Image
 
 AIGC_RUN = str(Path(sys.executable).parent / "aigc-run")
 TINY = [

@@ -6,11 +6,12 @@ import csv
 import json
 
 import pytest
+from click.testing import CliRunner
+
 from aigc_run.cli import main
 from aigc_run.plugins import Plugins
 from aigc_run.registry import Registry
 from aigc_run.settings import Settings
-from click.testing import CliRunner
 
 # A small vertical: "tiles", squares and discs on grey, with its own filter, a scenario
 # and observers that record every lifecycle call in order.

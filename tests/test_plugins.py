@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from aigc_run.errors import PluginError
 from aigc_run.plugins import BUILTIN, Plugins
 

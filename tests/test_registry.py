@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+
 from aigc_run.errors import RegistryError
 from aigc_run.registry import Base, Registry
 

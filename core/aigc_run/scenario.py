@@ -41,13 +41,13 @@ class ModelConfig(_Section):
     family: str = "gan"
     conditional: bool = True
     latent_dim: Annotated[int, Field(ge=2, le=1024)] = 64
-    width: Annotated[int, Field(ge=8, le=1024)] = 64
+    width: Annotated[int, Field(ge=8, le=1024)] = 32
 
 
 class TrainConfig(_Section):
-    steps: Annotated[int, Field(ge=1)] = 2000
-    batch_size: Annotated[int, Field(ge=2, le=4096)] = 64
-    lr: Annotated[float, Field(gt=0, le=1)] = 2e-4
+    steps: Annotated[int, Field(ge=1)] = 1300
+    batch_size: Annotated[int, Field(ge=2, le=4096)] = 32
+    lr: Annotated[float, Field(gt=0, le=1)] = 4e-4
     lr_d: Annotated[float, Field(gt=0, le=1)] | None = None  # GAN discriminator; None = lr
     beta1: Annotated[float, Field(ge=0, lt=1)] = 0.5
     beta2: Annotated[float, Field(ge=0, lt=1)] = 0.999

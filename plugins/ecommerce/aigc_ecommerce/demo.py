@@ -20,8 +20,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
-from aigc_run.components import Sample
 from PIL import Image, ImageChops, ImageDraw, ImageFilter
+
+from aigc_run.components import Sample
 
 CATEGORIES = ("T-Shirt", "Trousers", "Dress", "Shoe", "Handbag", "Cap")
 

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import torch
+
     from aigc_run.components import FilterContext
 
 # background-clean -----------------------------------------------------------------------

@@ -32,9 +32,10 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
+from PIL import Image, ImageOps
+
 from aigc_run.components import Sample, Skipped
 from aigc_run.errors import ConfigError, DataError
-from PIL import Image, ImageOps
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
 DEFAULT_EXCLUDE_LABELS = ("Not sure", "Other", "Skip")

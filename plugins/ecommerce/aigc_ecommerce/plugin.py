@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from aigc_ecommerce import demo, filters, folder, preprocess
 from aigc_run import hookimpl
 from aigc_run.components import (
     DataRequest,
@@ -19,8 +20,6 @@ from aigc_run.components import (
     Skipped,
 )
 from aigc_run.errors import ConfigError
-
-from aigc_ecommerce import demo, filters, folder, preprocess
 
 DEMO_COUNT = 3000
 DEMO_OPTIONS = ("demo_count",)

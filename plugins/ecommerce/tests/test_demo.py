@@ -3,6 +3,7 @@ from __future__ import annotations
 from collections import Counter
 
 import numpy as np
+
 from aigc_ecommerce import demo
 from aigc_ecommerce.plugin import load_products
 from aigc_run.components import DataRequest, Sample

@@ -4,6 +4,7 @@ import math
 
 import pytest
 import torch
+
 from aigc_ecommerce import filters
 from aigc_ecommerce.plugin import load_products, register_quality_filters
 from aigc_run.components import DataRequest, FilterContext

@@ -6,10 +6,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
+
 from aigc_ecommerce.plugin import load_products
 from aigc_run.components import DataRequest, Sample, Skipped
 from aigc_run.errors import ConfigError, DataError
-from PIL import Image
 
 RED, BLUE, GREEN = (220, 20, 20), (20, 20, 220), (20, 200, 20)
 

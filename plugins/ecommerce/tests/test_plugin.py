@@ -6,12 +6,13 @@ import tomllib
 from importlib.metadata import entry_points
 
 import pytest
+from PIL import Image
+
 from aigc_ecommerce import plugin
 from aigc_ecommerce.plugin import load_products
 from aigc_run.components import CONTRIBUTIONS, DataRequest
 from aigc_run.errors import ConfigError
 from aigc_run.scenario import validate
-from PIL import Image
 
 
 def test_entry_point_is_installed_and_loads() -> None:

@@ -7,6 +7,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+
 from aigc_ecommerce.plugin import load_products
 from aigc_run.components import DataRequest, Sample, Skipped
 

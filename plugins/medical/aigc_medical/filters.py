@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import torch
+
     from aigc_run.components import FilterContext
 
 # The statistics intensity-plausibility compares: intensity quantiles (the body of the

@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from aigc_run.components import DataRequest, Sample, Skipped
-from aigc_run.errors import DataError
 from PIL import Image, ImageOps
 
 from aigc_medical.phantoms import phantoms
+from aigc_run.components import DataRequest, Sample, Skipped
+from aigc_run.errors import DataError
 
 Item = Sample | Skipped
 

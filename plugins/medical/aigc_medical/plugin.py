@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from aigc_medical import filters, loaders, preprocess
 from aigc_run import hookimpl
 from aigc_run.components import (
     DatasetSource,
@@ -14,8 +15,6 @@ from aigc_run.components import (
     QualityFilter,
     ScenarioFile,
 )
-
-from aigc_medical import filters, loaders, preprocess
 
 SCENARIO_DIR = Path(__file__).parent / "scenarios"
 

@@ -5,12 +5,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
+
 from aigc_medical import filters
 from aigc_medical.phantoms import phantoms
 from aigc_medical.plugin import register_quality_filters
 from aigc_medical.preprocess import normalize_intensity
 from aigc_run.components import FilterContext, QualityFilter
-from PIL import Image
 
 FILTERS = {f.name: f for f in register_quality_filters()}
 

@@ -5,10 +5,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
+
 from aigc_medical.loaders import load
 from aigc_run.components import DataRequest, Sample, Skipped
 from aigc_run.errors import DataError
-from PIL import Image
 
 
 def request(path: Path) -> DataRequest:

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from aigc_medical.loaders import load
 from aigc_run.components import DataRequest, Sample
 from aigc_run.errors import DataError

@@ -2,11 +2,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from PIL import Image, ImageFilter
+
 from aigc_medical.loaders import load
 from aigc_medical.phantoms import CLASSES, render, render_with_lungs
 from aigc_run.components import DataRequest, Sample
 from aigc_run.errors import DataError
-from PIL import Image, ImageFilter
 
 
 def request(seed: int = 0, **options: object) -> DataRequest:

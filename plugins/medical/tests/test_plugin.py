@@ -7,6 +7,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 
 import pluggy
+
 from aigc_medical import plugin
 from aigc_run import hookspecs
 from aigc_run.components import CONTRIBUTIONS, DataRequest, Sample

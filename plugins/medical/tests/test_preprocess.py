@@ -1,8 +1,9 @@
 from __future__ import annotations
 
 import numpy as np
-from aigc_medical.preprocess import normalize_intensity
 from PIL import Image
+
+from aigc_medical.preprocess import normalize_intensity
 
 
 def test_normalize_stretches_the_percentiles() -> None:

@@ -1,0 +1,152 @@
+"""The ``vae`` family: a convolutional, class-conditional variational autoencoder.
+
+Blurrier than the GAN, but it has no adversarial game to balance and does not drop modes,
+so it is the safe choice on tiny or odd datasets. The encoder mirrors the GAN's
+discriminator (batch norm instead of spectral norm), the decoder is the GAN's generator.
+The class enters three ways: an embedding added to the encoder's features, the decoder's
+class-conditional batch norm, and a learned prior mean per class, so sampling can ask for
+a class and get it.
+
+Loss per image: ``recon + beta * kl``, where ``recon`` is the summed squared error over
+pixels (a Gaussian likelihood with fixed variance) and ``kl`` the KL divergence of the
+posterior from the class's prior N(prior[y], I), summed over latent dimensions. A lower
+``beta`` gives sharper but less varied samples.
+
+Defaults that worked on 2 CPU cores for ~150 s at 32 px (synthetic products,
+PneumoniaMNIST): width 32, latent_dim 64, beta 1, batch_size 32, lr 1e-3, beta1 0.9,
+beta2 0.999, ~2000 steps (~14 steps/s).
+
+Scenario keys read here: ``[model] width, latent_dim, conditional`` and the family-specific
+keys of ``VaeOptions``; ``[train] lr, beta1, beta2``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Annotated, Any
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+
+from aigc_run.components import ModelSpec
+from aigc_run.models.gan import (
+    Generator,
+    channels_at,
+    check_geometry,
+    flat_state,
+    load_flat_state,
+    parse_options,
+)
+
+
+class VaeOptions(BaseModel):
+    """The vae family's own [model] keys."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    beta: Annotated[float, Field(gt=0.0, le=100.0)] = 1.0  # weight of the KL term
+
+
+class Encoder(nn.Module):
+    """image (+ class) -> (mu, logvar), each N x latent_dim. For 32 px: 32 -> 16 -> 8 -> 4."""
+
+    def __init__(self, latent_dim: int, width: int, channels: int, levels: int, classes: int):
+        super().__init__()
+        layers: list[nn.Module] = []
+        c_in = channels
+        for level in reversed(range(levels)):  # N x c_in x s x s -> N x c_out x s/2 x s/2
+            c_out = channels_at(width, level, levels)
+            layers += [nn.Conv2d(c_in, c_out, 4, 2, 1, bias=False), nn.BatchNorm2d(c_out)]
+            layers += [nn.LeakyReLU(0.2, True)]
+            c_in = c_out
+        self.features = nn.Sequential(*layers, nn.Flatten())  # N x c0*16
+        self.embed = nn.Embedding(classes, c_in * 16) if classes > 1 else None
+        self.head = nn.Linear(c_in * 16, 2 * latent_dim)
+
+    def forward(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        h = self.features(images)  # N x c0*16
+        if self.embed is not None:
+            h = h + self.embed(labels)
+        mu, logvar = self.head(h).chunk(2, dim=1)  # N x latent_dim each
+        # Clamped so that one bad batch cannot overflow exp() and poison the weights.
+        return mu, logvar.clamp(-10.0, 10.0)
+
+
+class Vae:
+    """The GenerativeModel the engine drives."""
+
+    def __init__(self, spec: ModelSpec):
+        self.options = parse_options(spec.options, VaeOptions, "vae")
+        levels = check_geometry(spec)
+        self.latent_dim = int(spec.options.get("latent_dim", 64))
+        width = int(spec.options.get("width", 64))
+        self.classes = spec.num_classes if spec.conditional and spec.num_classes > 1 else 0
+        self.device = torch.device(spec.device)
+
+        self.encoder = Encoder(self.latent_dim, width, spec.channels, levels, self.classes)
+        self.decoder = Generator(self.latent_dim, width, spec.channels, levels, self.classes)
+        # A learned prior mean per class: p(z | y) = N(prior[y], I). With the usual N(0, I)
+        # the encoder kept the class in z and samples drawn for one class came out as
+        # another; with a prior per class the class lives in its mean, not in the noise.
+        self.prior = nn.Embedding(max(self.classes, 1), self.latent_dim)
+        nn.init.zeros_(self.prior.weight)
+        for part in (self.encoder, self.decoder, self.prior):
+            part.to(self.device)
+        params = [*self.encoder.parameters(), *self.decoder.parameters(), *self.prior.parameters()]
+        betas = (float(spec.train.get("beta1", 0.5)), float(spec.train.get("beta2", 0.999)))
+        self.optimizer = torch.optim.Adam(params, lr=float(spec.train.get("lr", 2e-4)), betas=betas)
+        self.step = 0
+
+    def train_step(self, images: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
+        if not self.classes:
+            labels = torch.zeros_like(labels)
+        mu, logvar = self.encoder(images, labels)  # N x latent_dim each
+        z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()  # reparameterisation trick
+        recon_images = self.decoder(z, labels)  # N x C x H x W
+
+        n = images.shape[0]
+        recon = (recon_images - images).square().sum() / n
+        offset = mu - self.prior(labels)  # KL(N(mu, var) || N(prior[y], I)), summed over dims
+        kl = 0.5 * (offset.square() + logvar.exp() - 1.0 - logvar).sum() / n
+        loss = recon + self.options.beta * kl
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.step += 1
+        return {"loss": loss.item(), "recon": recon.item(), "kl": kl.item()}
+
+    def generate(self, noise: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Decode ``noise`` (N x latent_dim, standard normal) shifted to the class's prior mean."""
+        was_training = self.decoder.training
+        self.decoder.eval()
+        try:
+            with torch.no_grad():
+                labels = labels.to(self.device, torch.int64)
+                if not self.classes:
+                    labels = torch.zeros_like(labels)
+                z = noise.to(self.device, torch.float32) + self.prior(labels)  # N x latent_dim
+                return self.decoder(z, labels)  # N x C x H x W in [-1, 1]
+        finally:
+            self.decoder.train(was_training)
+
+    def _parts(self) -> dict[str, Any]:
+        return {
+            "encoder": self.encoder,
+            "decoder": self.decoder,
+            "prior": self.prior,
+            "optimizer": self.optimizer,
+        }
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        state = flat_state(self._parts())
+        state["step"] = torch.tensor(self.step, dtype=torch.int64)
+        return state
+
+    def load_state_dict(self, state: Mapping[str, torch.Tensor]) -> None:
+        load_flat_state(self._parts(), state)
+        self.step = int(state["step"]) if "step" in state else 0
+
+
+def create(spec: ModelSpec) -> Vae:
+    """Build a VAE for ``spec``; raises ConfigError on a bad family-specific key."""
+    return Vae(spec)
