@@ -191,3 +191,30 @@ def test_killed_run_is_marked_interrupted_on_the_next_start():
     listing = run_cli("runs")
     assert "interrupted" in listing.stdout
     assert registry.get_run(run_id).status == "interrupted"
+
+
+@pytest.mark.slow
+def test_short_real_training_learns_the_white_background():
+    # 300 steps on the demo catalogue: an untrained generator draws grey noise that the
+    # background filter rejects; a trained one draws products on white that it keeps.
+    result = run_cli(
+        "scenario",
+        "ecommerce",
+        "--quiet",
+        "--set",
+        "train.steps=300",
+        "--set",
+        "data.options.demo_count=600",
+        "--set",
+        "sample.count=32",
+        "--set",
+        "filters.background-clean=0.75",
+        "--set",
+        "sample.max_tries=1",
+    )
+    assert result.returncode == 0, result.stderr
+    registry = Registry(Settings().registry_url)
+    detail = registry.get_run(registry.list_runs()[0].id)
+    assert detail.samples.total >= 32
+    assert detail.samples.accepted / detail.samples.total > 0.5, detail.samples
+    assert detail.metrics["loss_d"] == detail.metrics["loss_d"]  # finite, recorded
