@@ -40,9 +40,16 @@ def save(path: Path, state: Mapping[str, torch.Tensor], metadata: Mapping[str, s
 def load(path: Path) -> dict[str, torch.Tensor]:
     """Read a ``.safetensors`` file, or a ``.pt`` file with ``weights_only=True``."""
     if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
-        return load_file(str(path))
+        try:
+            return load_file(str(path))
+        except (SafetensorError, OSError) as e:
+            raise AigcError(
+                f"refused to load checkpoint {path}: {e}",
+                "the file is damaged or not a safetensors file; use an earlier checkpoint",
+            ) from e
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
