@@ -111,7 +111,7 @@ def run_scenario(
             reference.reference_labels,
             dataset.class_names,
         )
-        filters = sampling.calibrate(chosen_filters, real, held_context)
+        filters = sampling.calibrate(chosen_filters, real, held_context, scenario.sample)
         for f in filters:
             registry.add_evaluation(run_id, f"threshold:{f.name}", f.threshold, checkpoint.id)
             say(
@@ -256,6 +256,8 @@ def _describe_data(dataset: Dataset, say: Callable[[str], None]) -> None:
 
 def _report_sampling(result: Any, scenario: Scenario, say: Callable[[str], None]) -> None:
     say(f"samples: {result.accepted} accepted of {result.generated} generated")
+    for name, problem in result.skipped_filters.items():
+        say(f"warning: quality filter {name!r} was skipped: {problem}")
     if result.accepted < scenario.sample.count:
         worst = ", ".join(f"{k} rejected {v}" for k, v in sorted(result.rejected_by.items()))
         say(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import math
 import re
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +28,7 @@ from aigc_run.components import (
 )
 from aigc_run.errors import ConfigError, PluginError
 from aigc_run.plugins import Contribution, Plugins
-from aigc_run.scenario import Scenario
+from aigc_run.scenario import SampleConfig, Scenario
 
 AUTO_PASS_RATE = 0.9  # "auto" loosens a threshold until this share of held-out real images pass
 
@@ -50,6 +51,7 @@ class SamplingResult:
     rejected_by: dict[str, int] = field(default_factory=dict)
     accepted_images: list[torch.Tensor] = field(default_factory=list)  # uint8 CPU batches
     accepted_labels: list[torch.Tensor] = field(default_factory=list)
+    skipped_filters: dict[str, str] = field(default_factory=dict)  # name -> what went wrong
 
 
 def resolve_filters(
@@ -72,8 +74,13 @@ def calibrate(
     chosen: Sequence[tuple[Contribution[QualityFilter], Any]],
     real: torch.Tensor,
     context: FilterContext,
+    cfg: SampleConfig | None = None,
 ) -> list[ActiveFilter]:
-    """Fix each threshold; "auto" takes the default, loosened to what real images meet."""
+    """Fix each threshold; "auto" takes the default, loosened to what real images meet.
+
+    With ``cfg.on_filter_error = "skip"`` a filter failing here keeps its default threshold;
+    sampling then meets the same failure, drops the filter and reports why.
+    """
     active = []
     for contribution, setting in chosen:
         qf = contribution.item
@@ -82,7 +89,14 @@ def calibrate(
             continue
         threshold = qf.threshold
         if len(real):
-            scores = score_filter(contribution.plugin, qf, real, context).double()
+            timeout = cfg.filter_timeout if cfg else None
+            try:
+                scores = score_filter(contribution.plugin, qf, real, context, timeout).double()
+            except PluginError:
+                if cfg is None or cfg.on_filter_error == "fail":
+                    raise
+                active.append(ActiveFilter(contribution.plugin, qf, threshold))
+                continue
             if qf.higher_is_better:
                 threshold = min(threshold, torch.quantile(scores, 1 - AUTO_PASS_RATE).item())
             else:
@@ -92,23 +106,63 @@ def calibrate(
 
 
 def score_filter(
-    plugin: str, qf: QualityFilter, images: torch.Tensor, context: FilterContext
+    plugin: str,
+    qf: QualityFilter,
+    images: torch.Tensor,
+    context: FilterContext,
+    timeout: float | None = None,
 ) -> torch.Tensor:
+    """The filter's scores, checked: a raise, a hang past ``timeout`` s or junk is a PluginError."""
     where = f"quality filter {qf.name!r}"
+    hint = (
+        f"fix or update plugin {plugin!r}, turn the filter off with --set filters.{qf.name}=off,"
+        " or let runs go on without it with --set sample.on_filter_error=skip"
+    )
     try:
-        scores = qf.score(images, context)
+        scores = _call_with_timeout(lambda: qf.score(images, context), timeout)
+    except TimeoutError:
+        raise PluginError(
+            plugin, where, f"took longer than {timeout:g} s (sample.filter_timeout)", hint
+        ) from None
     except Exception as e:
-        raise PluginError(plugin, where, f"{type(e).__name__}: {e}") from e
+        raise PluginError(plugin, where, f"{type(e).__name__}: {e}", hint) from e
     if not isinstance(scores, torch.Tensor) or scores.shape != (len(images),):
         shape = tuple(scores.shape) if isinstance(scores, torch.Tensor) else type(scores).__name__
         raise PluginError(
             plugin,
             where,
             f"returned {shape} for {len(images)} images, not a tensor of shape ({len(images)},)",
+            hint,
         )
     if not torch.isfinite(scores).all():
-        raise PluginError(plugin, where, "returned NaN or infinite scores")
+        raise PluginError(plugin, where, "returned NaN or infinite scores", hint)
     return scores.float().cpu()
+
+
+def _call_with_timeout(call: Callable[[], Any], timeout: float | None) -> Any:
+    """``call()`` in a daemon thread, abandoned after ``timeout`` s.
+
+    Python cannot kill a thread, but a hung plugin left behind in a daemon thread no longer
+    holds up the run, and does not keep the process alive at exit.
+    """
+    if timeout is None:
+        return call()
+    outcome: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            outcome["value"] = call()
+        except BaseException as e:  # handed back to the caller's thread
+            outcome["error"] = e
+
+    worker = threading.Thread(target=target, name="aigc-filter", daemon=True)
+    worker.start()
+    worker.join(timeout)
+    if worker.is_alive():
+        raise TimeoutError
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
 
 
 def noise_for(
@@ -151,6 +205,7 @@ def sample(
     folders = safe_names(class_names)
     num_classes = max(len(class_names), 1)
     result = SamplingResult()
+    filters = list(filters)  # a failing filter may be dropped (sample.on_filter_error)
     manifest = _Manifest(out_dir / "manifest.csv", [f.name for f in filters])
     try:
         while result.accepted < cfg.count and result.generated < cfg.count * cfg.max_tries:
@@ -162,7 +217,7 @@ def sample(
             context = FilterContext(
                 labels.to(device), reference.reference, reference.reference_labels, class_names
             )
-            scores = {f.name: score_filter(f.plugin, f.filter, images, context) for f in filters}
+            scores = _score_all(filters, images, context, cfg, result.skipped_filters)
             pixels = images.mul(255).round().to(torch.uint8).cpu()  # N x C x H x W
             accepted, reasons = _decide(filters, scores, size)
             files = _write(
@@ -212,6 +267,26 @@ def sample(
     return result
 
 
+def _score_all(
+    filters: list[ActiveFilter],
+    images: torch.Tensor,
+    context: FilterContext,
+    cfg: Any,
+    skipped: dict[str, str],
+) -> dict[str, torch.Tensor]:
+    """Every filter's scores; with ``on_filter_error = "skip"`` a failing one is dropped."""
+    scores = {}
+    for f in list(filters):
+        try:
+            scores[f.name] = score_filter(f.plugin, f.filter, images, context, cfg.filter_timeout)
+        except PluginError as e:
+            if cfg.on_filter_error == "fail":
+                raise
+            filters.remove(f)
+            skipped[f.name] = str(e.message)
+    return scores
+
+
 def _decide(
     filters: Sequence[ActiveFilter], scores: dict[str, torch.Tensor], size: int
 ) -> tuple[list[bool], list[str]]:
@@ -219,6 +294,8 @@ def _decide(
     for k in range(size):
         failed = []
         for f in filters:
+            if f.name not in scores:
+                continue
             value = float(scores[f.name][k])
             if not f.filter.passes(value, f.threshold):
                 sign = "<" if f.filter.higher_is_better else ">"
@@ -290,13 +367,17 @@ class _Manifest:
                     r["index"],
                     int(r["accepted"]),
                     r["reason"],
-                    *(f"{r['scores'][n]:.6g}" for n in self.filter_names),
+                    *(_number(r["scores"].get(n)) for n in self.filter_names),
                 ]
             )
         self.file.flush()
 
     def close(self) -> None:
         self.file.close()
+
+
+def _number(value: float | None) -> str:
+    return "" if value is None else f"{value:.6g}"  # blank: the filter was skipped
 
 
 def contact_sheet(

@@ -64,6 +64,8 @@ class SampleConfig(_Section):
     seed: int = 1234
     truncation: Annotated[float, Field(gt=0, le=10)] | None = None  # redraw noise beyond +-t
     max_tries: Annotated[int, Field(ge=1, le=100)] = 4  # oversampling cap, times count
+    filter_timeout: Annotated[float, Field(gt=0)] = 300  # seconds one filter may take per batch
+    on_filter_error: Literal["fail", "skip"] = "fail"  # a filter that raises, hangs or returns junk
 
 
 FilterThreshold = float | Literal["auto", "off"]
