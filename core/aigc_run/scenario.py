@@ -79,6 +79,8 @@ class OutputConfig(_Section):
     writer: str = "png"
     folder: str | None = None  # unset = $AIGC_HOME/runs/<run id>
     keep_rejected: bool = True
+    # worker processes that encode and write files; "auto": all cores when count >= 1024
+    write_processes: Annotated[int, Field(ge=0, le=64)] | Literal["auto"] = "auto"
 
 
 class Scenario(BaseModel):
