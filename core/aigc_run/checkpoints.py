@@ -18,6 +18,7 @@ def save(path: Path, state: Mapping[str, torch.Tensor], metadata: Mapping[str, s
     A run killed mid-write leaves the previous checkpoint and at most a ``.tmp`` file,
     never a truncated file under the final name.
     """
+    from safetensors import SafetensorError
     from safetensors.torch import save_file
 
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -28,10 +29,11 @@ def save(path: Path, state: Mapping[str, torch.Tensor], metadata: Mapping[str, s
         with temporary.open("rb+") as f:
             os.fsync(f.fileno())
         os.replace(temporary, path)
-    except OSError as e:
+    except (OSError, SafetensorError) as e:  # safetensors reports a full disk as its own error
         temporary.unlink(missing_ok=True)
+        reason = getattr(e, "strerror", None) or str(e).removeprefix("Error while serializing: ")
         raise AigcError(
-            f"could not write checkpoint {path}: {e.strerror or e}",
+            f"could not write checkpoint {path}: {reason}",
             "free disk space or choose another output folder; earlier checkpoints are intact",
         ) from e
     return sha256_of(path)

@@ -241,10 +241,17 @@ def _write_atomically(
     # Written beside the final folder and renamed, so a killed run never leaves half a cache.
     folder.parent.mkdir(parents=True, exist_ok=True)
     temporary = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}-"))
-    np.save(temporary / "images.npy", images)
-    np.save(temporary / "labels.npy", labels)
     meta = {"class_names": class_names, "skipped": skipped, "shape": list(images.shape)}
-    (temporary / "meta.json").write_text(json.dumps(meta, indent=1))
+    try:
+        np.save(temporary / "images.npy", images)
+        np.save(temporary / "labels.npy", labels)
+        (temporary / "meta.json").write_text(json.dumps(meta, indent=1))
+    except OSError as e:
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise DataError(
+            f"could not write the dataset cache in {folder.parent}: {e.strerror or e}",
+            "free disk space, or point AIGC_HOME at a disk with room",
+        ) from e
     try:
         os.replace(temporary, folder)
     except OSError:  # another process built the same cache first: keep theirs
