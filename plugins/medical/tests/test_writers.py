@@ -40,7 +40,7 @@ def test_written_dicom_has_no_patient_data_fresh_uids_and_says_synthetic(tmp_pat
         for keyword in UIDS:
             if keyword in source:
                 assert str(source[keyword].value).encode() not in raw
-        for keyword in IDENTIFIERS + ("InstitutionName", "StudyDescription"):
+        for keyword in (*IDENTIFIERS, "InstitutionName", "StudyDescription"):
             value = str(source.get(keyword, "")).encode()
             assert not value or value not in raw
         assert list(ds.ImageType) == ["DERIVED", "SECONDARY", "SYNTHETIC"]
