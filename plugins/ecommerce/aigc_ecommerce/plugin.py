@@ -82,6 +82,16 @@ def register_preprocessors() -> list[Preprocessor]:
         Preprocessor(
             "autocontrast", "stretch each photo's levels (1% clipped)", preprocess.autocontrast
         ),
+        Preprocessor(
+            "whiten-background",
+            "estimate the background from the border and paint it white (soft edge)",
+            preprocess.whiten_background,
+        ),
+        Preprocessor(
+            "object-crop",
+            "square crop centred on the product, 8% margin, on white",
+            preprocess.object_crop,
+        ),
     ]
 
 
@@ -103,6 +113,38 @@ def register_quality_filters() -> list[QualityFilter]:
             score=filters.near_duplicate,
             threshold=filters.NEAR_DUPLICATE_THRESHOLD,
             higher_is_better=True,
+        ),
+        QualityFilter(
+            name="catalogue-copy",
+            description="RMS distance (8x8 thumbnails) to the nearest training photo: "
+            "a copy of a catalogue image fails",
+            score=filters.catalogue_copy,
+            threshold=filters.CATALOGUE_COPY_THRESHOLD,
+            higher_is_better=True,
+        ),
+        QualityFilter(
+            name="object-margin",
+            description="smallest gap between the product's bounding box and the frame, "
+            "as a share of the side: 0 when cut off or pushed to one side",
+            score=filters.object_margin,
+            threshold=filters.OBJECT_MARGIN_THRESHOLD,
+            higher_is_better=True,
+        ),
+        QualityFilter(
+            name="sharpness",
+            description="standard deviation of the Laplacian on and around the product "
+            "(low = blurred)",
+            score=filters.sharpness,
+            threshold=filters.SHARPNESS_THRESHOLD,
+            higher_is_better=True,
+        ),
+        QualityFilter(
+            name="colour-cast",
+            description="chroma of the brightest 10% of pixels: a white page should be "
+            "neutral (lower is better)",
+            score=filters.colour_cast,
+            threshold=filters.COLOUR_CAST_THRESHOLD,
+            higher_is_better=False,
         ),
     ]
 
