@@ -8,14 +8,17 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from aigc_ecommerce import demo, filters, folder, preprocess
+from aigc_ecommerce import catalogue, demo, filters, folder, preprocess
 from aigc_run import hookimpl
 from aigc_run.components import (
     DataRequest,
     DatasetSource,
+    FilteredBatch,
     Preprocessor,
     QualityFilter,
+    RunInfo,
     Sample,
+    SampleWriter,
     ScenarioFile,
     Skipped,
 )
@@ -147,6 +150,25 @@ def register_quality_filters() -> list[QualityFilter]:
             higher_is_better=False,
         ),
     ]
+
+
+@hookimpl
+def register_sample_writers() -> list[SampleWriter]:
+    return [
+        SampleWriter(
+            catalogue.WRITER,
+            "a PNG per product in a folder per category, plus a product feed "
+            "(samples/feed.csv and feed.jsonl: file, category, seed, index, scores)",
+            catalogue.write_catalogue,
+        )
+    ]
+
+
+@hookimpl
+def after_samples_filtered(run: RunInfo, batch: FilteredBatch) -> None:
+    # The feed needs the seeds and scores, which the hook has and a writer does not.
+    if catalogue.uses_catalogue(run):
+        catalogue.append_feed(run.output_dir, batch)
 
 
 @hookimpl

@@ -47,6 +47,7 @@ def test_each_hook_returns_the_contract_types() -> None:
             "sharpness",
             "colour-cast",
         ],
+        "register_sample_writers": ["catalogue"],
         "register_scenarios": ["ecommerce"],
     }
     source = plugin.register_datasets()[0]
