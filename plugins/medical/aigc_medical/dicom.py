@@ -56,7 +56,7 @@ def is_dicom(path: Path) -> bool:
 def check_window(window: Any) -> str | tuple[float, float]:
     """Validate ``data.options.window`` early, so a typo fails before any file is read."""
     if isinstance(window, str) and (window in ("file", "minmax") or window in WINDOW_PRESETS):
-        return WINDOW_PRESETS.get(window, window)  # type: ignore[return-value]
+        return WINDOW_PRESETS.get(window, window)
     if (
         isinstance(window, list | tuple)
         and len(window) == 2

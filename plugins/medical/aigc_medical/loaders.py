@@ -17,7 +17,7 @@ import zipfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -27,7 +27,7 @@ from aigc_medical.phantoms import phantoms
 from aigc_run.components import DataRequest, Sample, Skipped
 from aigc_run.errors import DataError
 
-Item = Sample | Skipped
+Item: TypeAlias = Sample | Skipped
 
 SPLITS = ("train", "val", "test")
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff"})
