@@ -31,5 +31,5 @@ def test_balance_is_a_validated_train_setting() -> None:
     base = {"name": "x", "data": {"source": "s"}}
     assert validate(base).train.balance == "none"
     assert validate({**base, "train": {"balance": "classes"}}).train.balance == "classes"
-    with pytest.raises(ConfigError, match="train.balance"):
+    with pytest.raises(ConfigError, match=r"train\.balance"):
         validate({**base, "train": {"balance": "rare"}})

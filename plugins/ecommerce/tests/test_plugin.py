@@ -63,7 +63,15 @@ def test_scenario_file_is_shipped_and_valid() -> None:
     assert parsed.data.source == "products" and parsed.data.image_size == 32
     assert parsed.preprocess.steps == ["letterbox-white"]
     assert parsed.model.family == "gan" and parsed.model.conditional
-    assert parsed.filters == {"background-clean": "auto", "near-duplicate": "auto"}
+    assert parsed.filters == {
+        "background-clean": "auto",
+        "near-duplicate": "auto",
+        "catalogue-copy": "auto",
+        "object-margin": "off",
+        "sharpness": "off",
+        "colour-cast": "off",
+    }
+    assert set(parsed.filters) <= {f.name for f in plugin.register_quality_filters()}
     assert parsed.output.writer == "png"
 
 
