@@ -46,6 +46,7 @@ WHITE = (255, 255, 255)
 
 REASON_UNREADABLE = "unreadable image"
 REASON_EXCLUDED = "excluded label"
+REASON_UNKNOWN = "label not in classes"
 REASON_OUTSIDE = "path outside data folder"
 REASON_MISSING = "file missing"
 REASON_NO_ROW = "no row in CSV"
@@ -90,18 +91,36 @@ class FolderOptions:
     exclude_labels: frozenset[str] = frozenset(DEFAULT_EXCLUDE_LABELS)
     max_per_class: int | None = None
     category_level: int | None = None  # one level of a feed's "A > B > C" category
+    classes: frozenset[str] | None = None  # casefolded; None keeps every label
+
+    def refuse(self, label: str) -> str:
+        """The reason a (normalised) label is left out, or "" when it is kept."""
+        key = label.casefold()
+        if key in {x.casefold() for x in self.exclude_labels}:
+            return REASON_EXCLUDED
+        if self.classes is not None and key not in self.classes:
+            return REASON_UNKNOWN
+        return ""
 
 
 def parse_options(options: Mapping[str, Any], known_extra: Iterable[str] = ()) -> FolderOptions:
     """Check ``data.options`` for the folder loader; a wrong one is a ConfigError with its path."""
     known = {"csv", "image_column", "label_column", "image_dir", "exclude_labels", "max_per_class",
-             "category_level"}  # fmt: skip
+             "category_level", "classes"}  # fmt: skip
     unknown = sorted(set(options) - known - set(known_extra))
     if unknown:
         raise ConfigError(
             f"data.options: unknown option(s) {', '.join(map(repr, unknown))} "
             "for the dataset source 'products'",
             f"the options are: {', '.join(sorted(known | set(known_extra)))}",
+        )
+    classes = options.get("classes")
+    if classes is not None and (
+        isinstance(classes, str) or not classes or not all(isinstance(x, str) for x in classes)
+    ):
+        raise ConfigError(
+            f"data.options.classes: must be a non-empty list of label names (got {classes!r})",
+            'e.g. classes = ["Shoes", "Pants"]; leave it out to keep every label',
         )
     for key in ("csv", "image_column", "label_column", "image_dir"):
         if options.get(key) is not None and not isinstance(options[key], str):
@@ -129,6 +148,9 @@ def parse_options(options: Mapping[str, Any], known_extra: Iterable[str] = ()) -
         exclude_labels=frozenset(tables.clean_label(x) for x in exclude),
         max_per_class=cap,
         category_level=level,
+        classes=None
+        if classes is None
+        else frozenset(tables.clean_label(x).casefold() for x in classes),
     )
 
 
@@ -275,7 +297,6 @@ def _plan_csv(root: Path, csv_path: Path, opts: FolderOptions) -> list[Job]:
     image_col = tables.pick_column(table, opts.image_column, tables.IMAGE_COLUMNS, "image")
     label_col = tables.pick_column(table, opts.label_column, tables.LABEL_COLUMNS, "label")
     merge = tables.LabelMerger()
-    excluded = {x.casefold() for x in opts.exclude_labels}
 
     prefix = image_dir.relative_to(root).as_posix() if image_dir != root else ""
     used: set[Path] = set()
@@ -292,8 +313,8 @@ def _plan_csv(root: Path, csv_path: Path, opts: FolderOptions) -> list[Job]:
         item = f"{where}: {value}"
         if not label:
             jobs.append(Job(item, skipped=REASON_NO_LABEL))
-        elif label.casefold() in excluded:
-            jobs.append(Job(item, label, skipped=REASON_EXCLUDED))
+        elif opts.refuse(label):
+            jobs.append(Job(item, label, skipped=opts.refuse(label)))
         elif "://" in value:  # a feed's web address: this loader reads local files only
             jobs.append(Job(item, label, skipped=REASON_REMOTE))
         elif _unsafe(value):
@@ -349,7 +370,6 @@ def _plan_tree(root: Path, opts: FolderOptions) -> tuple[list[Job], str]:
             Job(e.name, skipped=REASON_NOT_IN_CLASS if _is_image_name(e.name) else REASON_NOT_IMAGE)
         )
     merge = tables.LabelMerger()
-    excluded = {x.casefold() for x in opts.exclude_labels}
     for d in class_dirs:
         label = merge(tables.clean_label(d.name))
         for dirpath, dirnames, filenames in os.walk(d.path):
@@ -359,8 +379,8 @@ def _plan_tree(root: Path, opts: FolderOptions) -> tuple[list[Job], str]:
                 item = path.relative_to(root).as_posix()
                 if not _is_image_name(name):
                     jobs.append(Job(item, label, skipped=REASON_NOT_IMAGE))
-                elif label.casefold() in excluded:
-                    jobs.append(Job(item, label, skipped=REASON_EXCLUDED))
+                elif opts.refuse(label):
+                    jobs.append(Job(item, label, skipped=opts.refuse(label)))
                 else:
                     jobs.append(Job(item, label, path))
     return jobs, "class subfolders"

@@ -308,3 +308,18 @@ def test_grey_with_alpha_and_16_bit_rgb_sources(tmp_path: Path) -> None:
     assert _rgb(la_rgb.image, (1, 1)) == (255, 255, 255)
     assert _rgb(la_rgb.image, (10, 10)) == (0, 0, 0)
     assert _rgb(deep_rgb.image, (15, 5))[0] > 200 and _rgb(deep_rgb.image, (2, 5)) == (0, 0, 0)
+
+
+def test_classes_keeps_only_the_named_labels(tmp_path: Path) -> None:
+    _csv_folder(
+        tmp_path,
+        ["a,1,Shoes,False", "b,1,pants,False", "c,2,Hat,False", "d,2,Other,False"],
+        {"a.jpg": RED, "b.jpg": BLUE, "c.jpg": GREEN, "d.jpg": GREEN},
+    )
+    samples, reasons = _split(_load(tmp_path, classes=["shoes", "Pants"]))
+    assert [s.label for s in samples] == ["Shoes", "pants"]  # the data's own spelling
+    assert reasons == {"label not in classes": 1, "excluded label": 1}
+    with pytest.raises(ConfigError, match="classes"):
+        _load(tmp_path, classes="Shoes")
+    with pytest.raises(DataError, match="label not in classes"):
+        _load(tmp_path, classes=["Socks"])

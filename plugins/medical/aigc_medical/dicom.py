@@ -5,7 +5,7 @@ units), then a linear window: the one asked for (``data.options.window``), else 
 own WindowCenter / WindowWidth, else the modality's default (CT: soft tissue), else the
 frame's own minimum to maximum. MONOCHROME1 (bright = low values, as in many CR/DX files)
 is inverted so that every scan reads the same way. Multi-frame files give one image per
-frame. Colour DICOM (ultrasound RGB) is turned into luminance.
+frame. Colour DICOM (ultrasound RGB, YBR, palette colour) is turned into luminance.
 
 pydicom is imported inside the functions: importing the plugin must stay cheap.
 """
@@ -102,6 +102,10 @@ def read_frames(path: Path, window: str | tuple[float, float] = "file") -> Itera
     except Exception as e:  # InvalidDicomError, missing decoders, truncated data ...
         raise ValueError(f"{type(e).__name__}: {e}") from e
     samples = int(ds.get("SamplesPerPixel", 1))
+    if ds.get("PhotometricInterpretation") == "PALETTE COLOR":  # indices into a colour table
+        from pydicom.pixels import apply_color_lut
+
+        pixels, samples = apply_color_lut(pixels, ds), 3
     frames = int(ds.get("NumberOfFrames", 1) or 1)
     if samples > 1:  # RGB: luminance, as a grayscale scanner would have seen it
         pixels = pixels @ np.array([0.299, 0.587, 0.114])

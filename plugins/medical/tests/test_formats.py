@@ -129,3 +129,12 @@ def test_bad_options_and_files_are_clear_errors(tmp_path: Path) -> None:
     (tmp_path / "bad.nii").write_bytes(b"not a nifti file at all")
     with pytest.raises(DataError, match="none of the 1 scans"):
         _load(tmp_path / "bad.nii")
+
+
+def test_colour_and_palette_dicom_become_luminance() -> None:
+    for name in ("examples_rgb_color.dcm", "examples_palette.dcm"):
+        path = _testfile(name)
+        ds = pydicom.dcmread(path)
+        (scan,), _ = _load(path, window="minmax")
+        assert scan.image.mode == "L" and scan.image.size == (ds.Columns, ds.Rows)
+        assert _pixels(scan).std() > 10  # a picture, not a flat or index image
