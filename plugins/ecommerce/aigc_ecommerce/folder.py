@@ -59,9 +59,9 @@ REASON_OVER_MAX = "over max_per_class"
 REASON_REMOTE = "image URL (not downloaded)"
 
 LAYOUT_HINT = (
-    "give a folder of class subfolders (Shoes/a.jpg, Dress/b.jpg), or a folder with a CSV "
-    "of image and label columns and the images beside it or in images/ "
-    "(see data.options csv, image_column, label_column, image_dir)"
+    "give a folder of class subfolders (Shoes/a.jpg, Dress/b.jpg), or a folder with a CSV, "
+    "JSON lines or product feed of image and label columns and the images beside it or in "
+    "images/ (see data.options csv, image_column, label_column, image_dir)"
 )
 
 #: Errors PIL raises for files it cannot decode: bad headers, truncated data, bombs,
