@@ -56,6 +56,9 @@ class TrainConfig(_Section):
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
     max_minutes: Annotated[float, Field(gt=0)] | None = None  # stop early, keeping what was learned
+    # how training batches are drawn: uniformly ("none"), or weighted so rare classes are
+    # seen as often as common ones ("classes") or halfway there ("sqrt"); see training.py
+    balance: Literal["none", "sqrt", "classes"] = "none"
 
 
 class SampleConfig(_Section):

@@ -48,13 +48,18 @@ def train(
     data = torch.from_numpy(np.ascontiguousarray(images)).to(device)  # N x C x H x W uint8
     targets = torch.from_numpy(np.ascontiguousarray(labels)).to(device)  # N int64
     picker = torch.Generator().manual_seed(cfg.seed)
+    weights = class_weights(labels, cfg.balance)
     bar = _progress_bar(progress, cfg.steps)
     started = time.monotonic()
     last: Checkpoint | None = None
     step = 0
     try:
         for step in range(1, cfg.steps + 1):
-            index = torch.randint(len(data), (cfg.batch_size,), generator=picker).to(device)
+            if weights is None:
+                index = torch.randint(len(data), (cfg.batch_size,), generator=picker)
+            else:
+                index = torch.multinomial(weights, cfg.batch_size, True, generator=picker)
+            index = index.to(device)
             batch = data[index].float().div_(127.5).sub_(1.0)  # B x C x H x W in [-1, 1]
             values = model.train_step(batch, targets[index])
             out_of_time = cfg.max_minutes is not None and (
@@ -75,6 +80,23 @@ def train(
         bar.close()
     assert last is not None  # the final step always writes one
     return last
+
+
+def class_weights(labels: np.ndarray, balance: str) -> torch.Tensor | None:
+    """Per-image drawing weights that rebalance a skewed catalogue, or None for uniform.
+
+    Oversampling by weight, not by copying images: the cached data set, the held-out split
+    and the filters' reference all stay as they were (copies would leak into the held-out
+    images and fool the copy filters). "classes": each class is drawn equally often;
+    "sqrt": in proportion to the square root of its size, a gentler middle way.
+    """
+    if balance == "none" or len(labels) == 0:
+        return None
+    counts = np.bincount(labels).astype(np.float64)
+    per_class = (
+        1.0 / counts.clip(min=1) if balance == "classes" else 1.0 / np.sqrt(counts.clip(min=1))
+    )
+    return torch.from_numpy(per_class[labels])
 
 
 def _check_finite(values: dict[str, float], step: int, last: Checkpoint | None) -> None:

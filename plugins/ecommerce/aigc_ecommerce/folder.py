@@ -1,12 +1,15 @@
-"""Product photos from a folder: class subfolders, or a flat folder with a CSV of labels.
+"""Product photos from a folder: class subfolders, or a flat folder with an index table.
 
 Layouts, detected in this order:
 
-- **CSV**: a ``.csv`` file in the folder (or ``options.csv``) with one row per image: an
-  image column (a file name, with or without its extension, or a path relative to the
-  folder) and a label column. Images are looked up in ``images/`` when the folder has one,
-  else in the folder itself (``options.image_dir`` overrides). This is the layout of the
-  public clothing dataset: ``images.csv`` (image,sender_id,label,kids) + ``images/<id>.jpg``.
+- **index table**: a ``.csv``/``.tsv``/``.jsonl`` file in the folder (or ``options.csv``)
+  with one row per image: an image column (a file name, with or without its extension, or
+  a path relative to the folder) and a label column; a product feed (``image_link``,
+  ``product_type``) is one too (see ``tables.py``). Images are looked up in ``images/``
+  when the folder has one, else in the folder itself (``options.image_dir`` overrides).
+  This is the layout of the public clothing dataset: ``images.csv``
+  (image,sender_id,label,kids) + ``images/<id>.jpg``. Web addresses are not downloaded:
+  they are skipped with a reason.
 - **class subfolders**: ``Shoes/a.jpg``, ``Dress/b.png`` (any depth below the class folder);
   the top folder name is the label.
 - **flat**: images directly in the folder and no CSV: unlabelled (label ``""``).
@@ -23,10 +26,9 @@ which is what makes thousands of phone photos load in seconds.
 
 from __future__ import annotations
 
-import csv
 import os
 from collections import Counter, deque
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
@@ -34,18 +36,17 @@ from typing import Any
 
 from PIL import Image, ImageOps
 
+from aigc_ecommerce import tables
 from aigc_run.components import Sample, Skipped
 from aigc_run.errors import ConfigError, DataError
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
 DEFAULT_EXCLUDE_LABELS = ("Not sure", "Other", "Skip")
-IMAGE_COLUMNS = ("image", "image_id", "id", "file", "filename", "file_name", "path", "image_path")
-LABEL_COLUMNS = ("label", "class", "category", "class_name", "labels")
-PREFERRED_CSVS = ("images.csv", "labels.csv", "metadata.csv", "index.csv")
 WHITE = (255, 255, 255)
 
 REASON_UNREADABLE = "unreadable image"
 REASON_EXCLUDED = "excluded label"
+REASON_UNKNOWN = "label not in classes"
 REASON_OUTSIDE = "path outside data folder"
 REASON_MISSING = "file missing"
 REASON_NO_ROW = "no row in CSV"
@@ -55,11 +56,12 @@ REASON_DUPLICATE = "duplicate row"
 REASON_NOT_IMAGE = "not an image file"
 REASON_NOT_IN_CLASS = "not in a class folder"
 REASON_OVER_MAX = "over max_per_class"
+REASON_REMOTE = "image URL (not downloaded)"
 
 LAYOUT_HINT = (
-    "give a folder of class subfolders (Shoes/a.jpg, Dress/b.jpg), or a folder with a CSV "
-    "of image and label columns and the images beside it or in images/ "
-    "(see data.options csv, image_column, label_column, image_dir)"
+    "give a folder of class subfolders (Shoes/a.jpg, Dress/b.jpg), or a folder with a CSV, "
+    "JSON lines or product feed of image and label columns and the images beside it or in "
+    "images/ (see data.options csv, image_column, label_column, image_dir)"
 )
 
 #: Errors PIL raises for files it cannot decode: bad headers, truncated data, bombs,
@@ -88,17 +90,37 @@ class FolderOptions:
     image_dir: str | None = None
     exclude_labels: frozenset[str] = frozenset(DEFAULT_EXCLUDE_LABELS)
     max_per_class: int | None = None
+    category_level: int | None = None  # one level of a feed's "A > B > C" category
+    classes: frozenset[str] | None = None  # casefolded; None keeps every label
+
+    def refuse(self, label: str) -> str:
+        """The reason a (normalised) label is left out, or "" when it is kept."""
+        key = label.casefold()
+        if key in {x.casefold() for x in self.exclude_labels}:
+            return REASON_EXCLUDED
+        if self.classes is not None and key not in self.classes:
+            return REASON_UNKNOWN
+        return ""
 
 
 def parse_options(options: Mapping[str, Any], known_extra: Iterable[str] = ()) -> FolderOptions:
     """Check ``data.options`` for the folder loader; a wrong one is a ConfigError with its path."""
-    known = {"csv", "image_column", "label_column", "image_dir", "exclude_labels", "max_per_class"}
+    known = {"csv", "image_column", "label_column", "image_dir", "exclude_labels", "max_per_class",
+             "category_level", "classes"}  # fmt: skip
     unknown = sorted(set(options) - known - set(known_extra))
     if unknown:
         raise ConfigError(
             f"data.options: unknown option(s) {', '.join(map(repr, unknown))} "
             "for the dataset source 'products'",
             f"the options are: {', '.join(sorted(known | set(known_extra)))}",
+        )
+    classes = options.get("classes")
+    if classes is not None and (
+        isinstance(classes, str) or not classes or not all(isinstance(x, str) for x in classes)
+    ):
+        raise ConfigError(
+            f"data.options.classes: must be a non-empty list of label names (got {classes!r})",
+            'e.g. classes = ["Shoes", "Pants"]; leave it out to keep every label',
         )
     for key in ("csv", "image_column", "label_column", "image_dir"):
         if options.get(key) is not None and not isinstance(options[key], str):
@@ -112,13 +134,23 @@ def parse_options(options: Mapping[str, Any], known_extra: Iterable[str] = ()) -
     cap = options.get("max_per_class")
     if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 1):
         raise ConfigError(f"data.options.max_per_class: must be an integer >= 1 (got {cap!r})")
+    level = options.get("category_level")
+    if level is not None and (isinstance(level, bool) or not isinstance(level, int)):
+        raise ConfigError(
+            f"data.options.category_level: must be an integer (got {level!r})",
+            "0 is the top level of 'Apparel > Shoes > Sneakers', -1 the last",
+        )
     return FolderOptions(
         csv=options.get("csv"),
         image_column=options.get("image_column"),
         label_column=options.get("label_column"),
         image_dir=options.get("image_dir"),
-        exclude_labels=frozenset(x.strip() for x in exclude),
+        exclude_labels=frozenset(tables.clean_label(x) for x in exclude),
         max_per_class=cap,
+        category_level=level,
+        classes=None
+        if classes is None
+        else frozenset(tables.clean_label(x).casefold() for x in classes),
     )
 
 
@@ -208,7 +240,7 @@ def plan(root: Path, opts: FolderOptions) -> tuple[Path, str, list[Job]]:
         raise DataError(f"data folder not found: {root}", "check --data / data.path")
     csv_path: Path | None = None
     if root.is_file():
-        if root.suffix.lower() != ".csv":
+        if not tables.is_table(root):
             raise DataError(f"{root} is a file, not a data folder", LAYOUT_HINT)
         root, csv_path = root.parent, root
     elif opts.csv is not None:
@@ -216,11 +248,11 @@ def plan(root: Path, opts: FolderOptions) -> tuple[Path, str, list[Job]]:
         if not csv_path.is_file():
             raise DataError(f"data.options.csv: {csv_path} not found", "check the file name")
     else:
-        csv_path = _find_csv(root)
+        csv_path = tables.find_table(root, _visible)
 
     if csv_path is not None:
         jobs = _plan_csv(root, csv_path, opts)
-        layout = f"CSV {csv_path.name}"
+        layout = f"table {csv_path.name}"
     else:
         jobs, layout = _plan_tree(root, opts)
     if not any(job.path is not None for job in jobs):
@@ -232,41 +264,6 @@ def plan(root: Path, opts: FolderOptions) -> tuple[Path, str, list[Job]]:
         )
         raise DataError(f"no usable image in {root} (layout: {layout}): {found}", LAYOUT_HINT)
     return root, layout, jobs
-
-
-def _find_csv(root: Path) -> Path | None:
-    found = sorted(p for p in root.glob("*.csv") if p.is_file() and _visible(p.name))
-    if len(found) <= 1:
-        return found[0] if found else None
-    for name in PREFERRED_CSVS:
-        if (root / name) in found:
-            return root / name
-    raise DataError(
-        f"{root} holds several CSV files ({', '.join(p.name for p in found[:5])}) "
-        "and none is called images.csv",
-        "say which one holds the labels: --set data.options.csv=NAME.csv",
-    )
-
-
-def _pick_column(
-    header: Sequence[str], wanted: str | None, guesses: Sequence[str], what: str, csv_path: Path
-) -> str:
-    if wanted is not None:
-        if wanted not in header:
-            raise DataError(
-                f"{csv_path.name} has no column {wanted!r} (columns: {', '.join(header)})",
-                f"set data.options.{what}_column to one of the columns",
-            )
-        return wanted
-    by_lower = {h.strip().lower(): h for h in header}
-    for guess in guesses:
-        if guess in by_lower:
-            return by_lower[guess]
-    raise DataError(
-        f"{csv_path.name} has no {what} column (columns: {', '.join(header)}; "
-        f"looked for {', '.join(guesses)})",
-        f"name it with --set data.options.{what}_column=COLUMN",
-    )
 
 
 def _unsafe(value: str) -> bool:
@@ -296,39 +293,30 @@ def _plan_csv(root: Path, csv_path: Path, opts: FolderOptions) -> list[Job]:
             by_name[name] = name
             by_stem.setdefault(Path(name).stem, name)
 
-    try:
-        with csv_path.open(newline="", encoding="utf-8-sig") as f:
-            sample = f.read(8192)
-            f.seek(0)
-            try:
-                dialect: Any = csv.Sniffer().sniff(sample, delimiters=",;\t|")
-            except csv.Error:
-                dialect = csv.excel
-            reader = csv.DictReader(f, dialect=dialect)
-            header = [h for h in (reader.fieldnames or []) if h is not None]
-            image_col = _pick_column(header, opts.image_column, IMAGE_COLUMNS, "image", csv_path)
-            label_col = _pick_column(header, opts.label_column, LABEL_COLUMNS, "label", csv_path)
-            rows = [(reader.line_num, row) for row in reader]
-    except (OSError, UnicodeDecodeError, csv.Error) as e:
-        raise DataError(
-            f"cannot read {csv_path}: {e}", "save it as a UTF-8 CSV with a header row"
-        ) from None
+    table = tables.read_table(csv_path)
+    image_col = tables.pick_column(table, opts.image_column, tables.IMAGE_COLUMNS, "image")
+    label_col = tables.pick_column(table, opts.label_column, tables.LABEL_COLUMNS, "label")
+    merge = tables.LabelMerger()
 
     prefix = image_dir.relative_to(root).as_posix() if image_dir != root else ""
     used: set[Path] = set()
     jobs: list[Job] = []
-    for line, row in rows:
+    for where, row in table.rows:
+        if row is None:
+            jobs.append(Job(where, skipped=tables.REASON_BAD_LINE))
+            continue
         value = (row.get(image_col) or "").strip()
-        label = (row.get(label_col) or "").strip()
-        where = f"{csv_path.name} line {line}"
+        label = merge(tables.clean_label(row.get(label_col) or "", opts.category_level))
         if not value:
             jobs.append(Job(where, label, skipped=REASON_NO_NAME))
             continue
         item = f"{where}: {value}"
         if not label:
             jobs.append(Job(item, skipped=REASON_NO_LABEL))
-        elif label in opts.exclude_labels:
-            jobs.append(Job(item, label, skipped=REASON_EXCLUDED))
+        elif opts.refuse(label):
+            jobs.append(Job(item, label, skipped=opts.refuse(label)))
+        elif "://" in value:  # a feed's web address: this loader reads local files only
+            jobs.append(Job(item, label, skipped=REASON_REMOTE))
         elif _unsafe(value):
             jobs.append(Job(item, label, skipped=REASON_OUTSIDE))
         else:
@@ -342,9 +330,9 @@ def _plan_csv(root: Path, csv_path: Path, opts: FolderOptions) -> list[Job]:
                 jobs.append(Job(path.relative_to(root).as_posix(), label, path))
     # image files no row mentions (excluded rows count as mentions): counted, not dropped
     listed = {p.name for p in used if p.parent == image_dir}
-    for _, row in rows:
-        name = (row.get(image_col) or "").strip()
-        listed.add(by_name.get(name) or by_stem.get(name) or name)
+    for _, row in table.rows:
+        name = ((row or {}).get(image_col) or "").strip()
+        listed.add(by_name.get(name) or by_stem.get(name) or PurePosixPath(name).name)
     for name in by_name:
         if name not in listed:
             jobs.append(Job(f"{prefix}/{name}" if prefix else name, skipped=REASON_NO_ROW))
@@ -381,8 +369,9 @@ def _plan_tree(root: Path, opts: FolderOptions) -> tuple[list[Job], str]:
         jobs.append(
             Job(e.name, skipped=REASON_NOT_IN_CLASS if _is_image_name(e.name) else REASON_NOT_IMAGE)
         )
+    merge = tables.LabelMerger()
     for d in class_dirs:
-        label = d.name.strip()
+        label = merge(tables.clean_label(d.name))
         for dirpath, dirnames, filenames in os.walk(d.path):
             dirnames[:] = sorted(n for n in dirnames if _visible(n))
             for name in sorted(n for n in filenames if _visible(n)):
@@ -390,8 +379,8 @@ def _plan_tree(root: Path, opts: FolderOptions) -> tuple[list[Job], str]:
                 item = path.relative_to(root).as_posix()
                 if not _is_image_name(name):
                     jobs.append(Job(item, label, skipped=REASON_NOT_IMAGE))
-                elif label in opts.exclude_labels:
-                    jobs.append(Job(item, label, skipped=REASON_EXCLUDED))
+                elif opts.refuse(label):
+                    jobs.append(Job(item, label, skipped=opts.refuse(label)))
                 else:
                     jobs.append(Job(item, label, path))
     return jobs, "class subfolders"

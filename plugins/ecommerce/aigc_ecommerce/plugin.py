@@ -8,14 +8,17 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from aigc_ecommerce import demo, filters, folder, preprocess
+from aigc_ecommerce import catalogue, demo, filters, folder, preprocess
 from aigc_run import hookimpl
 from aigc_run.components import (
     DataRequest,
     DatasetSource,
+    FilteredBatch,
     Preprocessor,
     QualityFilter,
+    RunInfo,
     Sample,
+    SampleWriter,
     ScenarioFile,
     Skipped,
 )
@@ -82,6 +85,16 @@ def register_preprocessors() -> list[Preprocessor]:
         Preprocessor(
             "autocontrast", "stretch each photo's levels (1% clipped)", preprocess.autocontrast
         ),
+        Preprocessor(
+            "whiten-background",
+            "estimate the background from the border and paint it white (soft edge)",
+            preprocess.whiten_background,
+        ),
+        Preprocessor(
+            "object-crop",
+            "square crop centred on the product, 8% margin, on white",
+            preprocess.object_crop,
+        ),
     ]
 
 
@@ -104,7 +117,58 @@ def register_quality_filters() -> list[QualityFilter]:
             threshold=filters.NEAR_DUPLICATE_THRESHOLD,
             higher_is_better=True,
         ),
+        QualityFilter(
+            name="catalogue-copy",
+            description="RMS distance (8x8 thumbnails) to the nearest training photo: "
+            "a copy of a catalogue image fails",
+            score=filters.catalogue_copy,
+            threshold=filters.CATALOGUE_COPY_THRESHOLD,
+            higher_is_better=True,
+        ),
+        QualityFilter(
+            name="object-margin",
+            description="smallest gap between the product's bounding box and the frame, "
+            "as a share of the side: 0 when cut off or pushed to one side",
+            score=filters.object_margin,
+            threshold=filters.OBJECT_MARGIN_THRESHOLD,
+            higher_is_better=True,
+        ),
+        QualityFilter(
+            name="sharpness",
+            description="standard deviation of the Laplacian on and around the product "
+            "(low = blurred)",
+            score=filters.sharpness,
+            threshold=filters.SHARPNESS_THRESHOLD,
+            higher_is_better=True,
+        ),
+        QualityFilter(
+            name="colour-cast",
+            description="chroma of the brightest 10% of pixels: a white page should be "
+            "neutral (lower is better)",
+            score=filters.colour_cast,
+            threshold=filters.COLOUR_CAST_THRESHOLD,
+            higher_is_better=False,
+        ),
     ]
+
+
+@hookimpl
+def register_sample_writers() -> list[SampleWriter]:
+    return [
+        SampleWriter(
+            catalogue.WRITER,
+            "a PNG per product in a folder per category, plus a product feed "
+            "(samples/feed.csv and feed.jsonl: file, category, seed, index, scores)",
+            catalogue.write_catalogue,
+        )
+    ]
+
+
+@hookimpl
+def after_samples_filtered(run: RunInfo, batch: FilteredBatch) -> None:
+    # The feed needs the seeds and scores, which the hook has and a writer does not.
+    if catalogue.uses_catalogue(run):
+        catalogue.append_feed(run.output_dir, batch)
 
 
 @hookimpl

@@ -83,3 +83,60 @@ def test_filters_take_any_batch_size_and_channels() -> None:
     grey = filters.near_duplicate(torch.rand(5, 1, 28, 28), CONTEXT)
     assert grey.shape == (5,) and grey[0] == filters.FIRST_SCORE
     assert not math.isinf(float(grey.min()))
+
+
+def _blurred(images: torch.Tensor, sigma: float = 1.0) -> torch.Tensor:
+    import torch.nn.functional as F
+
+    k = torch.exp(-(torch.arange(-3, 4).float() ** 2) / (2 * sigma**2))
+    k = (k / k.sum()).view(1, 1, 1, 7).repeat(3, 1, 1, 1)
+    rows = F.conv2d(F.pad(images, (3, 3, 0, 0), mode="replicate"), k, groups=3)
+    return F.conv2d(F.pad(rows, (0, 0, 3, 3), mode="replicate"), k.transpose(2, 3), groups=3)
+
+
+def _one(name: str):  # type: ignore[no-untyped-def]
+    return _by_name()[name]
+
+
+def test_object_margin_knows_centred_cut_off_shifted_and_empty() -> None:
+    om = _one("object-margin")
+    white = torch.ones(4, 3, 32, 32)
+    red = torch.tensor([0.8, 0.1, 0.1])[:, None, None]
+    images = white.clone()
+    images[0, :, 8:24, 8:24] = red  # centred, 8 px of margin: 0.25
+    images[1, :, 0:16, 8:24] = red  # touches the top edge: 0
+    images[2, :, 10:22, 1:13] = red  # pushed to the left: 1 px
+    scores = om.score(images, CONTEXT)  # images[3] is blank: no product
+    assert torch.allclose(scores, torch.tensor([0.25, 0.0, 1 / 32, 0.0]))
+    assert [om.passes(float(s), om.threshold) for s in scores] == [True, False, True, False]
+    assert (filters.object_margin(_demo_batch(24), CONTEXT) >= om.threshold).all()
+
+
+def test_sharpness_tells_demo_products_from_their_blurred_copies() -> None:
+    sh = _one("sharpness")
+    batch = _demo_batch(24)
+    sharp, blurred = sh.score(batch, CONTEXT), sh.score(_blurred(batch), CONTEXT)
+    assert all(sh.passes(float(s), sh.threshold) for s in sharp)
+    assert not any(sh.passes(float(s), sh.threshold) for s in blurred)
+    assert sh.score(torch.ones(1, 3, 16, 16), CONTEXT)[0] == 0.0
+
+
+def test_colour_cast_flags_a_tinted_page_not_a_coloured_product() -> None:
+    cc = _one("colour-cast")
+    batch = _demo_batch(24)  # coloured products on white: neutral highlights
+    yellow = batch.clone()
+    yellow[:, 2] *= 0.9  # 10% less blue: a yellowish page
+    assert all(cc.passes(float(s), cc.threshold) for s in cc.score(batch, CONTEXT))
+    assert not any(cc.passes(float(s), cc.threshold) for s in cc.score(yellow, CONTEXT))
+    assert cc.score(torch.rand(3, 1, 8, 8), CONTEXT).eq(0).all()  # grey images have no cast
+
+
+def test_catalogue_copy_fails_copies_of_training_photos_only() -> None:
+    cp = _one("catalogue-copy")
+    training = _demo_batch(40)
+    context = FilterContext(CONTEXT.labels, training, torch.zeros(40, dtype=torch.int64), ())
+    copies = (training[:5] + 0.01 * torch.randn(5, 3, 32, 32)).clamp(0, 1)
+    fresh = _demo_batch(48)[40:]  # same seed, later indices: not in the training set
+    scores = cp.score(torch.cat([copies, fresh]), context)
+    assert [cp.passes(float(s), cp.threshold) for s in scores] == [False] * 5 + [True] * 8
+    assert cp.score(copies, CONTEXT).eq(filters.FIRST_SCORE).all()  # no reference: all pass

@@ -169,7 +169,7 @@ def test_csv_options_override_the_guesses(tmp_path: Path) -> None:
     _jpeg(tmp_path / "pics" / "b.jpg", BLUE)
     (tmp_path / "meta.csv").write_text("file;kind\na.jpg;Hat\nb.jpg;Other\n")
     (tmp_path / "notes.csv").write_text("nothing here\n")
-    with pytest.raises(DataError, match="several CSV"):
+    with pytest.raises(DataError, match="several index tables"):
         _load(tmp_path)
     samples, reasons = _split(
         _load(
@@ -241,3 +241,85 @@ def test_unknown_or_bad_options_are_config_errors(tmp_path: Path) -> None:
         _load(tmp_path, max_per_clas=3)
     with pytest.raises(ConfigError, match="exclude_labels"):
         _load(tmp_path, exclude_labels="Other")
+
+
+def test_json_lines_with_attributes_and_label_spellings(tmp_path: Path) -> None:
+    _jpeg(tmp_path / "a.jpg", RED)
+    _jpeg(tmp_path / "b.jpg", BLUE)
+    _jpeg(tmp_path / "c.png", GREEN)
+    _jpeg(tmp_path / "d.jpg", GREEN)
+    lines = [
+        '{"image": "a.jpg", "label": "T-Shirt", "colour": "red"}',
+        '{"image": "b", "label": "  t-shirt ", "colour": "blue", "price": 9.5}',
+        "not json at all",
+        '{"image": "c.png", "label": "Dress\\u00a0 Long"}',
+        '{"image": "/etc/passwd", "label": "Hat"}',
+        '{"image": "d.jpg", "label": "OTHER"}',
+        "",
+    ]
+    (tmp_path / "products.jsonl").write_text("\n".join(lines))
+    items = _load(tmp_path)
+    samples, reasons = _split(items)
+    assert [s.label for s in samples] == ["T-Shirt", "T-Shirt", "Dress Long"]
+    assert reasons == {"bad JSON line": 1, "path outside data folder": 1, "excluded label": 1}
+    assert _close(_rgb(samples[1].image, (5, 5)), BLUE)
+
+
+def test_product_feed_with_image_paths_urls_and_category_levels(tmp_path: Path) -> None:
+    _jpeg(tmp_path / "img" / "sku1.jpg", RED)
+    _jpeg(tmp_path / "img" / "sku2.jpg", BLUE)
+    (tmp_path / "feed.csv").write_text(
+        "id\ttitle\timage_link\tproduct_type\tcolor\n"
+        "1\tRunner\timg/sku1.jpg\tApparel > Shoes > Sneakers\tred\n"
+        "2\tSlacks\timg/sku2.jpg\tApparel > Pants\tblue\n"
+        "3\tCap\thttps://shop.example/cap.jpg\tApparel > Hats\tgreen\n"
+    )
+    samples, reasons = _split(_load(tmp_path))
+    assert [s.label for s in samples] == ["Apparel > Shoes > Sneakers", "Apparel > Pants"]
+    assert reasons == {"image URL (not downloaded)": 1}
+    leaf, _ = _split(_load(tmp_path / "feed.csv", category_level=-1))
+    assert [s.label for s in leaf] == ["Sneakers", "Pants"]
+    top, _ = _split(_load(tmp_path, category_level=1))
+    assert [s.label for s in top] == ["Shoes", "Pants"]
+    with pytest.raises(ConfigError, match="category_level"):
+        _load(tmp_path, category_level="last")
+
+
+def test_class_folder_names_are_normalised_and_merged(tmp_path: Path) -> None:
+    _jpeg(tmp_path / "Shoes" / "a.jpg")
+    _jpeg(tmp_path / "shoes " / "b.jpg")
+    _jpeg(tmp_path / "not sure" / "c.jpg")  # excluded whatever its case
+    samples, reasons = _split(_load(tmp_path))
+    assert [s.label for s in samples] == ["Shoes", "Shoes"]
+    assert reasons == {"excluded label": 1}
+
+
+def test_grey_with_alpha_and_16_bit_rgb_sources(tmp_path: Path) -> None:
+    (tmp_path / "Mixed").mkdir()
+    la = Image.new("LA", (20, 20), (0, 0))  # black, fully transparent: white on the page
+    la.paste((0, 255), (5, 5, 15, 15))  # an opaque black square
+    la.save(tmp_path / "Mixed" / "la.png")
+    deep = np.zeros((20, 20), dtype=np.uint16)
+    deep[:, 10:] = 4000  # a 12-bit scan in a 16-bit file: stretched, not clipped at 255
+    Image.fromarray(deep).save(tmp_path / "Mixed" / "deep.tif")
+    samples, reasons = _split(_load(tmp_path))
+    assert not reasons
+    deep_rgb, la_rgb = samples
+    assert _rgb(la_rgb.image, (1, 1)) == (255, 255, 255)
+    assert _rgb(la_rgb.image, (10, 10)) == (0, 0, 0)
+    assert _rgb(deep_rgb.image, (15, 5))[0] > 200 and _rgb(deep_rgb.image, (2, 5)) == (0, 0, 0)
+
+
+def test_classes_keeps_only_the_named_labels(tmp_path: Path) -> None:
+    _csv_folder(
+        tmp_path,
+        ["a,1,Shoes,False", "b,1,pants,False", "c,2,Hat,False", "d,2,Other,False"],
+        {"a.jpg": RED, "b.jpg": BLUE, "c.jpg": GREEN, "d.jpg": GREEN},
+    )
+    samples, reasons = _split(_load(tmp_path, classes=["shoes", "Pants"]))
+    assert [s.label for s in samples] == ["Shoes", "pants"]  # the data's own spelling
+    assert reasons == {"label not in classes": 1, "excluded label": 1}
+    with pytest.raises(ConfigError, match="classes"):
+        _load(tmp_path, classes="Shoes")
+    with pytest.raises(DataError, match="label not in classes"):
+        _load(tmp_path, classes=["Socks"])

@@ -52,3 +52,19 @@ def test_the_clothing_dataset_loads_fast_with_its_17_labels(shared_data: Path) -
     assert not reasons["unreadable image"]
     assert all(s.image.mode == "RGB" and min(s.image.size) >= 64 for s in samples)
     assert seconds < 60, f"loading took {seconds:.1f}s"
+
+
+def test_a_capped_sample_of_the_clothing_dataset_loads_every_usable_label(
+    shared_data: Path,
+) -> None:
+    folder = shared_data / "clothing"
+    if not (folder / "images.csv").is_file():
+        pytest.skip(f"real data absent: no {folder}/images.csv (set AIGC_TEST_DATA)")
+    options = {"max_per_class": 2}  # 34 decodes: the rest is skipped before decoding
+    request = DataRequest(path=folder, options=options, image_size=32, channels=3, seed=0)
+    items = list(load_products(request))
+    samples = [x for x in items if isinstance(x, Sample)]
+    reasons = Counter(x.reason for x in items if isinstance(x, Skipped))
+    assert Counter(s.label for s in samples) == dict.fromkeys(USABLE_LABELS, 2)
+    assert {"excluded label", "no row in CSV", "over max_per_class"} <= set(reasons)
+    assert all(s.image.mode == "RGB" for s in samples)

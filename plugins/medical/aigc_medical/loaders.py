@@ -6,7 +6,8 @@
 
 - ``request.path`` is None: procedural phantom chest scans (``phantoms.py``);
 - a ``.npz`` file in the MedMNIST layout (``train_images``, ``train_labels``, ...);
-- a folder of PNG/JPEG/TIFF scans, in class subfolders (``normal/x.png``) or flat.
+- a folder of PNG/JPEG/TIFF, DICOM and NIfTI scans, in class subfolders (``normal/x.png``)
+  or flat; or a single DICOM file (every frame) or NIfTI volume (its slices).
 """
 
 from __future__ import annotations
@@ -14,24 +15,26 @@ from __future__ import annotations
 import re
 import zipfile
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 from PIL import Image, ImageOps
 
+from aigc_medical import dicom, nifti
 from aigc_medical.phantoms import phantoms
 from aigc_run.components import DataRequest, Sample, Skipped
 from aigc_run.errors import DataError
 
-Item = Sample | Skipped
+Item: TypeAlias = Sample | Skipped
 
 SPLITS = ("train", "val", "test")
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff"})
 LAYOUT_HINT = (
     "give a MedMNIST-style .npz (train_images N x H x W uint8, train_labels N x 1), "
-    "a folder of PNG/JPEG scans in class subfolders (normal/x.png), "
-    "or a flat folder of scans (unlabelled)"
+    "a DICOM or NIfTI file, a folder of PNG/JPEG/DICOM/NIfTI scans in class subfolders "
+    "(normal/x.png), or a flat folder of scans (unlabelled)"
 )
 NPZ_HINT = (
     "expected the MedMNIST layout: <split>_images uint8 of shape N x H x W or N x H x W x C "
@@ -81,10 +84,12 @@ def load(request: DataRequest) -> Iterator[Item]:
     if not path.exists():
         raise DataError(f"data path does not exist: {path}", LAYOUT_HINT)
     if path.is_dir():
-        return load_folder(path, request.image_size)
+        return load_folder(path, request.image_size, request.options)
     if path.suffix.lower() == ".npz":
         return load_npz(path, request.options)
-    raise DataError(f"{path} is neither a folder nor an .npz file", LAYOUT_HINT)
+    if dicom.is_dicom(path) or nifti.is_nifti(path):
+        return load_file(path, request.image_size, request.options)
+    raise DataError(f"{path} is not a folder, an .npz, a DICOM or a NIfTI file", LAYOUT_HINT)
 
 
 # ---------------------------------------------------------------------------------------
@@ -227,51 +232,113 @@ def _iter_npz(
 
 
 # ---------------------------------------------------------------------------------------
-# folders of PNG / JPEG scans
+# folders of scans, and single DICOM / NIfTI files
 # ---------------------------------------------------------------------------------------
 
 
-def load_folder(folder: Path, image_size: int = 0) -> Iterator[Item]:
+@dataclass(frozen=True)
+class ReadOptions:
+    """How DICOM and NIfTI files are turned into 8-bit slices (checked before any read)."""
+
+    window: str | tuple[float, float] = "file"
+    axis: int = 2
+    percentiles: tuple[float, float] = nifti.DEFAULT_PERCENTILES
+    min_foreground: float = nifti.DEFAULT_MIN_FOREGROUND
+    class_folders: bool = True
+
+    @classmethod
+    def parse(cls, options: Mapping[str, Any]) -> ReadOptions:
+        axis, percentiles, share = nifti.check_options(options)
+        class_folders = options.get("class_folders", True)
+        if not isinstance(class_folders, bool):
+            raise DataError(
+                f"data.options.class_folders must be true or false (got {class_folders!r})",
+                "false loads a nested folder (patient/study/series) unlabelled",
+            )
+        window = dicom.check_window(options.get("window", "file"))
+        return cls(window, axis, percentiles, share, class_folders)
+
+
+def load_file(path: Path, image_size: int, options: Mapping[str, Any]) -> Iterator[Item]:
+    """One DICOM file (all its frames) or one NIfTI volume (its slices), unlabelled."""
+    read = ReadOptions.parse(options)
+    return _iter_folder(path.parent, [path], False, image_size, read)
+
+
+def load_folder(
+    folder: Path, image_size: int = 0, options: Mapping[str, Any] | None = None
+) -> Iterator[Item]:
     """Find the scans in ``folder`` at once, then return an iterator that decodes them.
 
-    With class subfolders (``normal/a.png``, ``lesion/b.png``; scans may sit deeper) each
-    scan is labelled by its top subfolder and scans directly in ``folder`` are skipped;
-    without subfolders every scan is unlabelled (``""``). Hidden files and files with other
-    extensions are ignored.
+    Scans are PNG/JPEG/TIFF images, DICOM files (``.dcm`` or no extension with the DICM
+    marker; ordered by series and instance number) and NIfTI volumes (``.nii``,
+    ``.nii.gz``). With class subfolders (``normal/a.png``, ``lesion/b.dcm``; scans may sit
+    deeper) each scan is labelled by its top subfolder and scans directly in ``folder`` are
+    skipped; without subfolders, or with ``class_folders = false``, every scan is
+    unlabelled (``""``). Hidden files and files with other extensions are ignored.
     """
-    files = _image_files(folder)
+    read = ReadOptions.parse(options or {})
+    files = _scan_files(folder)
     if not files:
-        raise DataError(f"no PNG/JPEG/TIFF scans found in {folder}", LAYOUT_HINT)
-    labelled = any(f.parent != folder for f in files)
-    return _iter_folder(folder, files, labelled, image_size)
+        raise DataError(f"no PNG/JPEG/TIFF, DICOM or NIfTI scans found in {folder}", LAYOUT_HINT)
+    images = [f for f in files if not dicom.is_dicom(f)]
+    ordered = images + dicom.series_order([f for f in files if dicom.is_dicom(f)])
+    labelled = read.class_folders and any(f.parent != folder for f in files)
+    return _iter_folder(folder, ordered, labelled, image_size, read)
 
 
-def _image_files(folder: Path) -> list[Path]:
+def _scan_files(folder: Path) -> list[Path]:
     found = []
     for f in sorted(folder.rglob("*")):
         relative = f.relative_to(folder).parts
-        if any(part.startswith(".") for part in relative):
+        if any(part.startswith(".") for part in relative) or not f.is_file():
             continue
-        if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file():
+        if f.suffix.lower() in IMAGE_SUFFIXES or nifti.is_nifti(f) or dicom.is_dicom(f):
             found.append(f)
     return found
 
 
-def _iter_folder(folder: Path, files: Sequence[Path], labelled: bool, size: int) -> Iterator[Item]:
+def _iter_folder(
+    folder: Path, files: Sequence[Path], labelled: bool, size: int, read: ReadOptions
+) -> Iterator[Item]:
     usable = 0
     for f in files:
-        name = str(f.relative_to(folder))
+        name = f.relative_to(folder).as_posix()
         if labelled and f.parent == folder:
             yield Skipped(name, "outside a class folder")
             continue
-        image = read_scan(f, size)
-        if image is None:
-            yield Skipped(name, "unreadable image")
-            continue
-        usable += 1
-        yield Sample(image, f.relative_to(folder).parts[0] if labelled else "")
+        label = f.relative_to(folder).parts[0] if labelled else ""
+        for item in _read_any(f, name, label, size, read):
+            usable += isinstance(item, Sample)
+            yield item
     if usable == 0:
         raise DataError(f"none of the {len(files)} scans in {folder} could be used", LAYOUT_HINT)
+
+
+def _read_any(path: Path, name: str, label: str, size: int, read: ReadOptions) -> Iterator[Item]:
+    """The images of one file: one for a PNG, one per frame or slice for DICOM and NIfTI."""
+    if nifti.is_nifti(path):
+        try:
+            for index, image in nifti.read_slices(
+                path, read.axis, read.percentiles, read.min_foreground
+            ):
+                if image is None:
+                    yield Skipped(f"{name} slice {index}", "empty slice")
+                else:
+                    yield Sample(image, label)
+        except ValueError:
+            yield Skipped(name, "unreadable image")
+        return
+    if dicom.is_dicom(path):
+        try:
+            frames = list(dicom.read_frames(path, read.window))
+        except ValueError:
+            yield Skipped(name, "unreadable image")
+            return
+        yield from (Sample(frame, label) for frame in frames)
+        return
+    image = read_scan(path, size)
+    yield Sample(image, label) if image is not None else Skipped(name, "unreadable image")
 
 
 def read_scan(path: Path, size: int = 0) -> Image.Image | None:

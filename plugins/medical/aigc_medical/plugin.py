@@ -7,12 +7,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from aigc_medical import filters, loaders, preprocess
+from aigc_medical import filters, loaders, preprocess, writers
 from aigc_run import hookimpl
 from aigc_run.components import (
     DatasetSource,
     Preprocessor,
     QualityFilter,
+    SampleWriter,
     ScenarioFile,
 )
 
@@ -25,8 +26,9 @@ def register_datasets() -> list[DatasetSource]:
         DatasetSource(
             name="scans",
             description=(
-                "grayscale scans: a MedMNIST-style .npz, a folder of PNG/JPEG scans "
-                "(class subfolders or flat), or built-in synthetic phantom chest scans"
+                "grayscale scans: a MedMNIST-style .npz, DICOM files and series, NIfTI "
+                "volumes (sliced), a folder of PNG/JPEG/DICOM/NIfTI scans (class "
+                "subfolders or flat), or built-in synthetic phantom chest scans"
             ),
             load=loaders.load,
             channels=1,
@@ -75,6 +77,20 @@ def register_quality_filters() -> list[QualityFilter]:
             threshold=filters.MEMORISATION_THRESHOLD,
             higher_is_better=True,
         ),
+    ]
+
+
+@hookimpl
+def register_sample_writers() -> list[SampleWriter]:
+    return [
+        SampleWriter(
+            name="dicom",
+            description=(
+                "one DICOM Secondary Capture file per sample: fresh UIDs, no patient data, "
+                "marked DERIVED/SECONDARY/SYNTHETIC"
+            ),
+            write=writers.write_dicom,
+        )
     ]
 
 

@@ -131,7 +131,7 @@ def test_files_that_are_not_npz(tmp_path: Path) -> None:
         load(request(pickled))
     other = tmp_path / "scan.csv"
     other.write_text("1,2")
-    with pytest.raises(DataError, match=r"neither a folder nor an \.npz"):
+    with pytest.raises(DataError, match=r"not a folder, an \.npz, a DICOM or a NIfTI"):
         load(request(other))
     with pytest.raises(DataError, match="does not exist"):
         load(request(tmp_path / "missing.npz"))

@@ -34,7 +34,7 @@ def test_hooks_match_the_contract_and_return_typed_objects() -> None:
             names += [item.name for item in result]
     assert sorted(names) == sorted(
         ["scans", "normalize-intensity", "intensity-plausibility",
-         "memorisation", "medical"]
+         "memorisation", "dicom", "medical"]
     )  # fmt: skip
 
 
