@@ -191,9 +191,6 @@ class _Checker:
                 self.problem(f"{hook}: the name {item.name!r} is registered twice")
             else:
                 valid.append(item)
-        if valid:
-            names = ", ".join(item.name for item in valid)
-            self.report.checked.append(f"{hook}: {names}")
         return valid
 
     def _builtin(self, hook: str) -> set[str]:
