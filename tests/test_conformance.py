@@ -277,3 +277,17 @@ def test_cli_check_reports_an_incompatible_or_missing_plugin(install_plugin):
     missing = CliRunner().invoke(main, ["plugins", "check", "nope"])
     assert missing.exit_code == 1
     assert "no plugin of that name is installed" in missing.output
+
+
+def test_fixtures_run_a_tiny_scenario_with_only_the_given_plugins(
+    install_plugin, aigc_plugins, aigc_tiny_run
+):
+    plugin = _module(install_plugin, GOOD)
+    install_plugin("other", "import sys; sys.exit('never loaded by aigc_plugins')\n")
+    plugins = aigc_plugins(plugin)
+    assert set(plugins.versions) == {"aigc-run", "looms"}
+    result = aigc_tiny_run("looms", plugins=plugins)
+    assert result.generated >= 4
+    assert (result.output_dir / "manifest.csv").is_file()
+    assert list(result.output_dir.rglob("*.npy"))  # the plugin's own writer wrote them
+    assert plugin.CALLS[0] == "before_run" and plugin.CALLS[-1] == "after_run"

@@ -116,7 +116,7 @@ def plugin_new(name: str, folder: Path | None) -> None:
     for path in written:
         click.echo(f"  {path.relative_to(created)}")
     click.echo("next:")
-    click.echo(f"  pip install -e {created}")
+    click.echo(f'  pip install -e "{created}[test]"')
     click.echo(f"  aigc-run plugins check {names.name}")
     click.echo(f"  cd {created} && python -m pytest")
     click.echo(f"  aigc-run scenario {names.name}")
