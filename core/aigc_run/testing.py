@@ -83,7 +83,8 @@ def run_tiny_scenario(
     from aigc_run.scenario import read_toml, resolve
     from aigc_run.settings import Settings
 
-    plugins = plugins or Plugins()
+    if plugins is None:
+        plugins = Plugins(Settings().disabled)
     if isinstance(scenario, Mapping):
         content = dict(scenario)
     elif isinstance(scenario, Path) or str(scenario).endswith(".toml"):
