@@ -291,3 +291,10 @@ def test_fixtures_run_a_tiny_scenario_with_only_the_given_plugins(
     assert (result.output_dir / "manifest.csv").is_file()
     assert list(result.output_dir.rglob("*.npy"))  # the plugin's own writer wrote them
     assert plugin.CALLS[0] == "before_run" and plugin.CALLS[-1] == "after_run"
+
+
+def test_the_engines_own_parts_pass_the_check():
+    result = CliRunner().invoke(main, ["plugins", "check", "aigc-run"])
+    assert result.exit_code == 0, result.output
+    for part in ("model family 'gan'", "model family 'vae'", "sample writer 'png'"):
+        assert part in result.output

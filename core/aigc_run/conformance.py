@@ -108,13 +108,18 @@ def check_plugin(
     loaders are probed on it); without it they are skipped, with a note.
     ``report.raise_for_problems()`` turns a failed report into one error listing them all.
     """
+    from aigc_run import builtin
+
+    plugins = Plugins(load_entry_points=False)  # holds the engine's built-ins already
+    if plugin is builtin:
+        name, version = BUILTIN, __version__
     name = name or plugin_name(plugin)
     report = PluginReport(name, version)
-    plugins = Plugins(load_entry_points=False)
     try:
-        plugins.register(plugin, name, version)
-    except PluginError as e:
-        report.problems.append(e.message)
+        if plugin is not builtin:
+            plugins.register(plugin, name, version)
+    except (PluginError, ValueError) as e:  # ValueError: a name pluggy already holds
+        report.problems.append(e.message if isinstance(e, PluginError) else str(e))
         return report  # nothing can be called on a plugin that does not register
     hooks = plugins.hooks_of(name)
     if not hooks:
@@ -133,7 +138,8 @@ class _Checker:
         self.report = report
         self.scratch = scratch
         self.data = Path(data) if data is not None else None
-        self.engine = Plugins(load_entry_points=False)  # the built-ins alone
+        # The built-ins alone, whose names a plugin must not take (none when checking them).
+        self.engine = None if name == BUILTIN else Plugins(load_entry_points=False)
         self.found: dict[str, list[Any]] = {}  # hook -> the valid objects it returned
         self.images: list[Any] = []  # PIL images the datasets yielded, for preprocessors
 
@@ -158,7 +164,7 @@ class _Checker:
                 try:
                     probe(item)
                 except Exception as e:  # the check itself must finish and report
-                    self.problem(f"{_kind(item)} {item.name!r}: {_describe(e)}")
+                    self.problem(f"{_kind(item)} {item.name!r} raised {_describe(e)}")
         self.lifecycle([hook for hook in hooks if hook not in CONTRIBUTIONS])
 
     # -- contributions ------------------------------------------------------------------
@@ -194,7 +200,7 @@ class _Checker:
         return valid
 
     def _builtin(self, hook: str) -> set[str]:
-        return set(self.engine.contributions(hook))
+        return set(self.engine.contributions(hook)) if self.engine else set()
 
     # -- probes -------------------------------------------------------------------------
 
@@ -427,6 +433,10 @@ def check_installed(name: str, data: Path | str | None = None) -> PluginReport:
 
     Loads only that plugin, so another broken plugin does not stop the check.
     """
+    if name == BUILTIN:
+        from aigc_run import builtin
+
+        return check_plugin(builtin)
     found = {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
     if name not in found:
         raise PluginError(
