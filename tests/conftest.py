@@ -35,13 +35,17 @@ def install_plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.syspath_prepend(str(site))
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]))
 
-    def install(name: str, source: str, version: str = "0.1.0") -> Path:
+    def install(
+        name: str, source: str, version: str = "0.1.0", requires: tuple[str, ...] = ()
+    ) -> Path:
+        """``requires``: Requires-Dist lines, e.g. ``("aigc-run>=0.1,<0.2",)``."""
         module = f"aigc_{name.replace('-', '_')}"
         (site / f"{module}.py").write_text(textwrap.dedent(source))
         info = site / f"aigc_{name.replace('-', '_')}-{version}.dist-info"
         info.mkdir()
         (info / "METADATA").write_text(
             f"Metadata-Version: 2.1\nName: aigc-{name}\nVersion: {version}\n"
+            + "".join(f"Requires-Dist: {line}\n" for line in requires)
         )
         (info / "entry_points.txt").write_text(f"[aigc_run.plugins]\n{name} = {module}\n")
         importlib.invalidate_caches()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from aigc_run import __version__
 from aigc_run.errors import PluginError
 from aigc_run.plugins import BUILTIN, Plugins
 
@@ -153,3 +154,30 @@ def test_on_run_error_failures_are_returned_not_raised(install_plugin):
     )
     failures = Plugins().on_run_error(run=None, error=ValueError("original"))
     assert [f.plugin for f in failures] == ["noisy"]
+
+
+@pytest.mark.parametrize(
+    "requires",
+    [
+        (),  # no range: any engine version
+        ("aigc-run",),
+        ("aigc-run>=0.1,<0.2", "pillow>=10"),
+        ("aigc-run>=9; extra == 'future'",),  # only for an optional extra
+    ],
+)
+def test_plugin_supporting_this_engine_version_loads(install_plugin, requires):
+    install_plugin("textiles", DATASET_PLUGIN.format(name="looms"), requires=requires)
+    assert "looms" in Plugins().datasets()
+
+
+def test_plugin_for_another_engine_version_is_refused_naming_both(install_plugin):
+    install_plugin(
+        "textiles", "raise SystemExit('must not be imported')\n", "2.0.0", ("aigc-run>=0.4,<0.5",)
+    )
+    with pytest.raises(PluginError) as caught:
+        Plugins()
+    assert (caught.value.plugin, caught.value.hook) == ("textiles", "load")
+    assert "aigc-textiles 2.0.0 supports aigc-run<0.5,>=0.4" in caught.value.message
+    assert f"aigc-run {__version__} is installed" in caught.value.message
+    assert "AIGC_DISABLE_PLUGINS=textiles" in caught.value.hint
+    assert "textiles" not in Plugins(disabled={"textiles"}).versions

@@ -1,10 +1,16 @@
-"""The hook reference (docs/plugins.md) stays true to hookspecs.py, and every hook is tested."""
+"""The hook reference (docs/plugins.md) stays true to hookspecs.py, and every hook is tested.
+
+The checks are functions of (reference text, hooks), so the last tests can show them
+failing on a hookspecs module with one hook more than the reference documents.
+"""
 
 from __future__ import annotations
 
 import inspect
 import re
+import textwrap
 from pathlib import Path
+from types import ModuleType
 
 from aigc_run import hookspecs
 
@@ -12,10 +18,10 @@ ROOT = Path(__file__).resolve().parent.parent
 REFERENCE = ROOT / "docs" / "plugins.md"
 
 
-def _hooks() -> dict[str, str]:
+def hooks_in(module: ModuleType) -> dict[str, str]:
     """Each hook's name and its signature as the reference must print it."""
     found = {}
-    for name, function in inspect.getmembers(hookspecs, inspect.isfunction):
+    for name, function in inspect.getmembers(module, inspect.isfunction):
         if not hasattr(function, "aigc_run_spec"):
             continue
         signature = inspect.signature(function)
@@ -24,36 +30,103 @@ def _hooks() -> dict[str, str]:
     return found
 
 
-def _reference_sections(text: str) -> dict[str, str]:
-    sections = re.split(r"^## ", text, flags=re.MULTILINE)[1:]
-    return {section.split("\n", 1)[0].strip(): section for section in sections}
-
-
-def test_every_hook_has_a_section_with_its_exact_signature():
-    sections = _reference_sections(REFERENCE.read_text())
-    hooks = _hooks()
-    assert len(hooks) == 13
+def reference_problems(reference: str, hooks: dict[str, str]) -> list[str]:
+    """What is wrong with the reference: a hook without a section, another signature, no
+    example, or a section for a hook that does not exist."""
+    parts = re.split(r"^## ", reference, flags=re.MULTILINE)[1:]
+    sections = {part.split("\n", 1)[0].strip(): part for part in parts}
+    problems = []
     for name, signature in hooks.items():
-        assert name in sections, f"docs/plugins.md has no section for hook {name}"
-        assert signature in sections[name], f"docs/plugins.md shows another signature for {name}"
-        assert "@hookimpl" in sections[name] or "hookimpl" in sections[name], name
+        if name not in sections:
+            problems.append(f"docs/plugins.md has no section for hook {name}")
+        elif signature not in sections[name]:
+            problems.append(f"docs/plugins.md shows another signature for {name}: {signature}")
+        elif "@hookimpl" not in sections[name]:
+            problems.append(f"docs/plugins.md has no @hookimpl example for {name}")
+    problems += [
+        f"docs/plugins.md documents {n}, which is no hook" for n in sections.keys() - hooks
+    ]
+    return problems
 
 
-def test_reference_has_no_section_for_a_hook_that_does_not_exist():
-    assert set(_reference_sections(REFERENCE.read_text())) == set(_hooks())
+def untested_hooks(test_sources: str, hooks: dict[str, str]) -> list[str]:
+    """Hooks that no test implements (``def <hook>(`` appears in no test file)."""
+    return [name for name in hooks if f"def {name}(" not in test_sources]
 
 
-def test_the_check_catches_a_missing_hook():
-    # The same check, on a reference with one section removed, must fail.
-    text = REFERENCE.read_text()
-    without = re.sub(r"^## after_checkpoint\n.*?(?=^## )", "", text, flags=re.MULTILINE | re.DOTALL)
-    assert "after_checkpoint" in _hooks()
-    assert "after_checkpoint" not in _reference_sections(without)
+def _test_sources() -> str:
+    return "".join(
+        p.read_text() for p in (ROOT / "tests").glob("test_*.py") if p.name != Path(__file__).name
+    )
+
+
+def _hookspecs_with(edit: str = "", added: str = "") -> ModuleType:
+    """hookspecs.py as a contributor might change it: one edit, one hook appended."""
+    source = Path(hookspecs.__file__).read_text()
+    if edit:
+        old, new = edit.split(" => ")
+        assert old in source
+        source = source.replace(old, new)
+    module = ModuleType("changed_hookspecs")
+    exec(compile(source + textwrap.dedent(added), "changed_hookspecs.py", "exec"), module.__dict__)
+    return module
+
+
+def test_the_reference_documents_every_hook_with_its_exact_signature():
+    hooks = hooks_in(hookspecs)
+    assert len(hooks) == 13
+    assert reference_problems(REFERENCE.read_text(), hooks) == []
 
 
 def test_every_hook_is_exercised_by_a_test():
-    tests = "".join(
-        p.read_text() for p in (ROOT / "tests").glob("test_*.py") if p.name != Path(__file__).name
+    assert untested_hooks(_test_sources(), hooks_in(hookspecs)) == []
+
+
+NEW_HOOK = '''
+
+@hookspec
+def register_palettes() -> list[str] | None:
+    """Return colour palettes."""
+'''
+
+
+def test_the_checks_fail_when_a_hook_is_added_without_documentation_or_test():
+    hooks = hooks_in(_hookspecs_with(added=NEW_HOOK))
+    assert hooks["register_palettes"] == "def register_palettes() -> list[str] | None"
+    reference = REFERENCE.read_text()
+    assert reference_problems(reference, hooks) == [
+        "docs/plugins.md has no section for hook register_palettes"
+    ]
+    assert untested_hooks(_test_sources(), hooks) == ["register_palettes"]
+    # Documenting it, signature and example, is what makes the reference check pass again.
+    section = """
+        ## register_palettes
+
+        ```python
+        def register_palettes() -> list[str] | None
+        ```
+
+        ```python
+        @hookimpl
+        def register_palettes():
+            return ["indigo"]
+        ```
+    """
+    assert reference_problems(reference + textwrap.dedent(section), hooks) == []
+
+
+def test_the_check_fails_when_a_signature_changes_or_a_hook_goes():
+    hooks = hooks_in(
+        _hookspecs_with(
+            "def after_checkpoint(run: RunInfo, checkpoint: str) -> None: => "
+            "def after_checkpoint(run: RunInfo, checkpoint: str, step: int) -> None:"
+        )
     )
-    missing = [name for name in _hooks() if f"def {name}(" not in tests]
-    assert not missing, f"no test implements these hooks: {missing}"
+    assert reference_problems(REFERENCE.read_text(), hooks) == [
+        "docs/plugins.md shows another signature for after_checkpoint: "
+        "def after_checkpoint(run: RunInfo, checkpoint: str, step: int) -> None"
+    ]
+    del hooks["after_run"]
+    assert "docs/plugins.md documents after_run, which is no hook" in reference_problems(
+        REFERENCE.read_text(), hooks
+    )

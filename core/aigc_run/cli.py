@@ -50,9 +50,12 @@ def _plugins() -> Any:
     return load_plugins(Settings().disabled)
 
 
-@main.command()
-def plugins() -> None:
+@main.group(invoke_without_command=True)
+@click.pass_context
+def plugins(ctx: click.Context) -> None:
     """List the loaded plugins, their versions and the hooks they implement."""
+    if ctx.invoked_subcommand:
+        return
     loaded = _plugins()
     for name, version in loaded.versions.items():
         click.echo(f"{name} {version}")
@@ -70,6 +73,53 @@ def plugins() -> None:
             click.echo(
                 f"{label}: " + ", ".join(f"{n} ({c.plugin})" for n, c in sorted(found.items()))
             )
+
+
+@plugins.command("check")
+@click.argument("name")
+@click.option(
+    "--data",
+    "data_path",
+    type=click.Path(exists=True, path_type=Path),
+    help="Images for dataset sources that have no built-in data.",
+)
+def plugins_check(name: str, data_path: Path | None) -> None:
+    """Check an installed plugin against the plugin contract: call every hook it
+    implements and try what they return. Exits 1 when there are problems."""
+    from aigc_run.conformance import check_installed
+
+    report = check_installed(name, data_path)
+    click.echo(str(report))
+    if not report.ok:
+        sys.exit(1)
+
+
+@main.group()
+def plugin() -> None:
+    """Write a new plugin (see also `aigc-run plugins`)."""
+
+
+@plugin.command("new")
+@click.argument("name")
+@click.option(
+    "--dir",
+    "folder",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="The folder to create (default ./aigc-NAME); it must be new or empty.",
+)
+def plugin_new(name: str, folder: Path | None) -> None:
+    """Create an installable plugin package for a new industry NAME (e.g. textiles)."""
+    from aigc_run.scaffold import new_plugin
+
+    names, created, written = new_plugin(name, folder)
+    click.echo(f"created {names.dist} in {created} ({len(written)} files):")
+    for path in written:
+        click.echo(f"  {path.relative_to(created)}")
+    click.echo("next:")
+    click.echo(f'  pip install -e "{created}[test]"')
+    click.echo(f"  aigc-run plugins check {names.name}")
+    click.echo(f"  cd {created} && python -m pytest")
+    click.echo(f"  aigc-run scenario {names.name}")
 
 
 @main.command()

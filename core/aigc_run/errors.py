@@ -46,3 +46,16 @@ class PluginError(AigcError):
 
 class RegistryError(AigcError):
     """The run registry cannot be opened or written."""
+
+
+class PluginCheckError(AigcError):
+    """A plugin failed its conformance check (``aigc_run.testing.check_plugin``)."""
+
+    def __init__(self, plugin: str, problems: list[str]) -> None:
+        listed = "\n".join(f"  - {problem}" for problem in problems)
+        super().__init__(
+            f"plugin {plugin!r} has {len(problems)} problem(s):\n{listed}",
+            "see docs/plugins.md for what each hook must return",
+        )
+        self.plugin = plugin
+        self.problems = problems

@@ -13,9 +13,9 @@ import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from importlib.metadata import entry_points
+from importlib.metadata import Distribution, entry_points
 from types import ModuleType
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import pluggy
 
@@ -33,6 +33,9 @@ from aigc_run.components import (
     ScenarioFile,
 )
 from aigc_run.errors import PluginError
+
+if TYPE_CHECKING:
+    from packaging.requirements import Requirement
 
 ENTRY_POINT_GROUP = "aigc_run.plugins"
 BUILTIN = "aigc-run"
@@ -68,6 +71,17 @@ class Plugins:
         for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
             if ep.name in self.disabled or ep.name in self.versions:
                 continue
+            # Checked before importing: an incompatible plugin may not even import.
+            problem = incompatibility(ep.dist) if ep.dist else ""
+            if problem:
+                raise PluginError(
+                    ep.name,
+                    "load",
+                    problem,
+                    f"install a release of {ep.dist.name if ep.dist else ep.name} made for "
+                    f"aigc-run {__version__}, or switch it off with "
+                    f"AIGC_DISABLE_PLUGINS={ep.name}",
+                )
             try:
                 module = ep.load()
             except Exception as e:
@@ -191,6 +205,41 @@ class Plugins:
 
 def load_plugins(disabled: Iterable[str] = ()) -> Plugins:
     return Plugins(disabled)
+
+
+def incompatibility(dist: Distribution) -> str:
+    """Why an installed plugin cannot run on this engine, or ``""``.
+
+    A plugin says which engine versions it supports the way any Python package does: the
+    ``aigc-run`` requirement in its dependencies (``Requires-Dist: aigc-run>=0.1,<0.2``).
+    pip honours it when installing; this catches the engine being upgraded (or installed
+    with ``--no-deps``) under a plugin made for another version. No range means any version.
+    """
+    requirement = engine_requirement(dist)
+    if requirement is None or requirement.specifier.contains(__version__, prereleases=True):
+        return ""
+    return (
+        f"{dist.name} {dist.version} supports aigc-run{requirement.specifier}, "
+        f"but aigc-run {__version__} is installed"
+    )
+
+
+def engine_requirement(dist: Distribution) -> Requirement | None:
+    """The plugin's requirement on aigc-run (``aigc-run>=0.1,<0.2``), None when it has none."""
+    from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.utils import canonicalize_name
+
+    for line in dist.requires or []:
+        try:
+            requirement = Requirement(line)
+        except InvalidRequirement:
+            continue
+        if canonicalize_name(requirement.name) != "aigc-run":
+            continue
+        if requirement.marker is not None and not requirement.marker.evaluate({"extra": ""}):
+            continue  # only for an optional extra of the plugin
+        return requirement
+    return None
 
 
 def _arguments(impl: Any, **kwargs: Any) -> dict[str, Any]:
