@@ -56,6 +56,7 @@ def upgrade(engine: sa.Engine, target: str = "head") -> None:
     script = scripts()
     known = {s.revision for s in script.walk_revisions()}
     wanted = script.get_current_head() if target == "head" else target
+    assert wanted is not None, "the migrations have no head revision"
     with engine.connect() as conn:
         found = current_revision(conn)
     if found is not None and found not in known:

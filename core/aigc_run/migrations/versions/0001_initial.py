@@ -19,7 +19,7 @@ def _id() -> sa.Column:
     return sa.Column("id", sa.Integer(), nullable=False)
 
 
-def _run_id(table: str) -> list[sa.SchemaItem]:
+def _run_id(table: str) -> list[sa.schema.SchemaItem]:
     return [
         sa.Column("run_id", sa.Integer(), nullable=False),
         sa.ForeignKeyConstraint(
@@ -28,7 +28,7 @@ def _run_id(table: str) -> list[sa.SchemaItem]:
     ]
 
 
-def _checkpoint_id(table: str) -> list[sa.SchemaItem]:
+def _checkpoint_id(table: str) -> list[sa.schema.SchemaItem]:
     return [
         sa.Column("checkpoint_id", sa.Integer(), nullable=True),
         sa.ForeignKeyConstraint(
