@@ -77,9 +77,11 @@ def plugins_json(loaded: Any) -> dict[str, Any]:
             for name, version in loaded.versions.items()
         ],
         **{
-            kind: [{"name": n, "plugin": c.plugin} for n, c in sorted(found.items())]
+            kind: [
+                {"name": n, "plugin": c.plugin}
+                for n, c in sorted(loaded.contributions(hook).items())
+            ]
             for kind, hook in kinds.items()
-            if (found := loaded.contributions(hook)) is not None
         },
     }
 
@@ -105,10 +107,10 @@ def _flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def _rows(values: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]]:
-    """key -> one value per run (None where a run lacks the key), keys sorted."""
-    keys = sorted({k for v in values for k in v})
-    return {k: [v.get(k) for v in values] for k in keys}
+def _rows(values: Sequence[Mapping[str, Any]], sort: bool = False) -> dict[str, list[Any]]:
+    """key -> one value per run (None where a run lacks the key), keys in first-seen order."""
+    keys = list(dict.fromkeys(k for v in values for k in v))
+    return {k: [v.get(k) for v in values] for k in (sorted(keys) if sort else keys)}
 
 
 def _show(value: Any) -> str:
@@ -145,8 +147,8 @@ def runs_compare(run_ids: tuple[int, ...], diff_only: bool, as_json: bool) -> No
             ]
         ),
         "config": _rows([_flatten(d.config) for d in details]),
-        "last training metrics": _rows([d.metrics for d in details]),
-        "evaluations": _rows([d.evaluations for d in details]),
+        "last training metrics": _rows([d.metrics for d in details], sort=True),
+        "evaluations": _rows([d.evaluations for d in details], sort=True),
     }
     if as_json:
         echo_json(
@@ -163,7 +165,8 @@ def runs_compare(run_ids: tuple[int, ...], diff_only: bool, as_json: bool) -> No
     column = max(
         12, *(len(_show(v)) + 2 for rows in sections.values() for vs in rows.values() for v in vs)
     )
-    click.echo(" " * (width + 2) + "".join(f"{'run ' + str(i):<{column}}" for i in run_ids))
+    header = " " * (width + 2) + "".join(f"{'run ' + str(i):<{column}}" for i in run_ids)
+    click.echo(header.rstrip())
     for name, rows in sections.items():
         click.echo(name)
         for key, values in rows.items():
@@ -172,6 +175,7 @@ def runs_compare(run_ids: tuple[int, ...], diff_only: bool, as_json: bool) -> No
                 continue
             mark = "*" if differs else " "
             line = f"{mark} {key:<{width}}" + "".join(f"{_show(v):<{column}}" for v in values)
+            line = line.rstrip()
             click.echo(click.style(line, bold=True) if differs else line)
 
 

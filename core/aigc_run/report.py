@@ -60,7 +60,7 @@ def write_report(registry: Registry, run_id: int, out: Path | None = None) -> Pa
         "class_sheets": _class_sheets(page, samples),
         "filters": _filter_histograms(page, samples, detail.evaluations),
         "rejected": _rejected(page, samples),
-        "rejected_by_reason": detail.samples.rejected_by_reason,
+        "rejected_by_filter": _rejected_by_filter(samples),
         "memorisation": _memorisation(page, run_dir),
         "evaluations": _evaluation_table(detail.evaluations),
     }
@@ -290,6 +290,19 @@ class Rejected:
     label: str
     index: int
     reason: str
+
+
+def _rejected_by_filter(samples: Sequence[SampleInfo]) -> dict[str, int]:
+    """How many samples each filter rejected. A reason reads "<filter> <score> < <threshold>",
+    several joined by "; " (see sampling._decide); a sample failing two filters counts twice."""
+    counts: dict[str, int] = {}
+    for sample in samples:
+        if sample.accepted:
+            continue
+        for failed in (sample.reason or "unspecified").split("; "):
+            name = failed.split(" ")[0]
+            counts[name] = counts.get(name, 0) + 1
+    return dict(sorted(counts.items(), key=lambda item: -item[1]))
 
 
 def _rejected(page: _Page, samples: Sequence[SampleInfo]) -> list[Rejected]:
