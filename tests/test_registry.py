@@ -13,11 +13,12 @@ import subprocess
 import sys
 import traceback
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from aigc_run.errors import RegistryError
 from aigc_run.registry import Registry
@@ -206,3 +207,66 @@ def test_concurrent_writers_lose_nothing(url: str) -> None:
             assert detail.samples.total == 20
     finally:
         reg.close()
+
+
+def test_series_samples_history_and_deletion(registry: Registry) -> None:
+    run = _new_run(registry)
+    other = _new_run(registry)
+    registry.add_metrics(run, 20, {"loss_g": 1.0})
+    registry.add_metrics(run, 10, {"loss_g": 2.0, "loss_d": float("nan")})
+    registry.add_metrics(other, 10, {"loss_g": 9.0})
+    ckpt = registry.add_checkpoint(run, 20, "/tmp/out/step-20.safetensors", "ab" * 32)
+    registry.add_evaluation(run, "fid", 80.0, checkpoint_id=ckpt)
+    registry.add_evaluation(run, "fid:floor", 3.0)
+    rows = [
+        {"file": f"samples/a/{i}.png", "label": "a", "seed": 1, "index": i,
+         "scores": {"sharp": i / 10}, "accepted": i % 2 == 0,
+         "reason": None if i % 2 == 0 else "sharp too low"}
+        for i in (3, 0, 2, 1)
+    ]  # fmt: skip
+    registry.add_samples(run, rows)
+
+    series = registry.metric_series(run)
+    assert series["loss_g"] == [(10, 2.0), (20, 1.0)]  # by step, this run only
+    assert math.isnan(series["loss_d"][0][1])
+    history = registry.evaluation_history(run)
+    assert [(e.metric, e.value, e.step) for e in history] == [
+        ("fid", 80.0, 20),
+        ("fid:floor", 3.0, None),
+    ]
+    assert [s.index for s in registry.samples(run)] == [0, 1, 2, 3]
+    rejected = registry.samples(run, accepted=False, limit=1)
+    assert [(s.index, s.reason, s.scores) for s in rejected] == [
+        (1, "sharp too low", {"sharp": 0.1})
+    ]
+
+    with pytest.raises(RegistryError, match="is running"):
+        registry.start_deleting(run)
+    registry.finish_run(run, "completed")
+    with pytest.raises(ValueError, match="call start_deleting first"):
+        registry.delete_rows(run)
+    assert registry.start_deleting(run).status == "deleting"
+    assert [r.id for r in registry.list_runs(status="deleting")] == [run]
+    registry.delete_rows(run)
+    with pytest.raises(RegistryError, match=f"no run with id {run}"):
+        registry.metric_series(run)
+    assert registry.metric_series(other) == {"loss_g": [(10, 9.0)]}  # the other run untouched
+    with registry.engine.connect() as conn:
+        for table in ("aigc_metric_points", "aigc_samples", "aigc_evaluations", "aigc_checkpoints"):
+            left = conn.execute(sa.text(f"SELECT count(*) FROM {table} WHERE run_id = {run}"))
+            assert left.scalar() == 0
+
+
+def test_list_runs_since(registry: Registry) -> None:
+    first = _new_run(registry)
+    with registry.engine.begin() as conn:
+        conn.execute(
+            sa.text("UPDATE aigc_runs SET started_at = :t WHERE id = :i"),
+            {"t": datetime(2020, 1, 1), "i": first},
+        )
+    second = _new_run(registry)
+    assert [r.id for r in registry.list_runs(since=datetime(2021, 1, 1, tzinfo=UTC))] == [second]
+    assert [r.id for r in registry.list_runs(since=datetime(2019, 1, 1, tzinfo=UTC))] == [
+        second,
+        first,
+    ]
