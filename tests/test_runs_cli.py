@@ -102,6 +102,14 @@ def test_runs_show_json_has_everything_and_no_nan(registry, tmp_path):
     assert shown["evaluations"] == {"fid": 40.0}
     assert shown["samples"] == {"total": 0, "accepted": 0, "rejected_by_reason": {}}
 
+    registry.add_samples(run_id, [
+        {"file": "", "label": "a", "seed": 1, "index": i, "scores": {}, "accepted": False,
+         "reason": reason}
+        for i, reason in enumerate(["sharp 0.1 < 0.5", "sharp 0.2 < 0.5; white 0.3 < 0.9"])
+    ])  # fmt: skip
+    text = cli("runs", "show", str(run_id)).output
+    assert "samples: 2 generated, 0 accepted; rejected by sharp: 2; rejected by white: 1" in text
+
     missing = cli("runs", "show", "999", "--json")
     assert missing.exit_code == 1 and "no run with id 999" in missing.output
 

@@ -233,10 +233,14 @@ def runs_show(run_id: int, as_json: bool) -> None:
         click.echo(f"  checkpoint step {step}: {path} (sha256 {digest[:12]})")
     if d.metrics:
         click.echo("  last metrics: " + ", ".join(f"{k}={v:.4g}" for k, v in d.metrics.items()))
+    from aigc_run.report import rejected_by_filter
+
     s = d.samples
     click.echo(
         f"  samples: {s.total} generated, {s.accepted} accepted"
-        + "".join(f"; rejected by {k}: {v}" for k, v in s.rejected_by_reason.items())
+        + "".join(
+            f"; rejected by {k}: {v}" for k, v in rejected_by_filter(s.rejected_by_reason).items()
+        )
     )
     for metric, value in d.evaluations.items():
         click.echo(f"  {metric}: {value:.4g}")

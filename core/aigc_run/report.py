@@ -60,7 +60,7 @@ def write_report(registry: Registry, run_id: int, out: Path | None = None) -> Pa
         "class_sheets": _class_sheets(page, samples),
         "filters": _filter_histograms(page, samples, detail.evaluations),
         "rejected": _rejected(page, samples),
-        "rejected_by_filter": _rejected_by_filter(samples),
+        "rejected_by_filter": rejected_by_filter(detail.samples.rejected_by_reason),
         "memorisation": _memorisation(page, run_dir),
         "evaluations": _evaluation_table(detail.evaluations),
     }
@@ -292,16 +292,15 @@ class Rejected:
     reason: str
 
 
-def _rejected_by_filter(samples: Sequence[SampleInfo]) -> dict[str, int]:
-    """How many samples each filter rejected. A reason reads "<filter> <score> < <threshold>",
-    several joined by "; " (see sampling._decide); a sample failing two filters counts twice."""
+def rejected_by_filter(rejected_by_reason: Mapping[str, int]) -> dict[str, int]:
+    """How many samples each filter rejected, most first. A reason reads "<filter> <score> <
+    <threshold>", several joined by "; " (see sampling._decide), so reasons differ sample by
+    sample; a sample failing two filters counts for both."""
     counts: dict[str, int] = {}
-    for sample in samples:
-        if sample.accepted:
-            continue
-        for failed in (sample.reason or "unspecified").split("; "):
-            name = failed.split(" ")[0]
-            counts[name] = counts.get(name, 0) + 1
+    for reason, count in rejected_by_reason.items():
+        for failed in reason.split("; "):
+            name = failed.split(" ")[0] or "unspecified"
+            counts[name] = counts.get(name, 0) + count
     return dict(sorted(counts.items(), key=lambda item: -item[1]))
 
 

@@ -12,6 +12,7 @@ migrations build exactly what the models describe, on SQLite and on PostgreSQL.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -39,6 +40,7 @@ def _config(connection: sa.Connection | None = None) -> Config:
     return config
 
 
+@functools.cache  # read once per process: every Registry() asks for it
 def scripts() -> ScriptDirectory:
     return ScriptDirectory.from_config(_config())
 
