@@ -11,6 +11,7 @@ import json
 import math
 import re
 import shutil
+import socket
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -235,9 +236,15 @@ def runs_delete(run_ids: tuple[int, ...], yes: bool) -> None:
                 f"run {d.id}: will not remove its output folder: {why}; nothing was deleted",
                 "remove the run's files by hand, then delete it again",
             )
+    here = socket.gethostname()
     for d in details:
         folder = Path(d.output_dir)
-        where = f"{folder} ({_size(folder)})" if folder.exists() else "no files left"
+        if folder.exists():
+            where = f"{folder} ({_size(folder)})"
+        elif d.hostname != here:
+            where = f"its files are on {d.hostname} and stay there"
+        else:
+            where = "no files left"
         click.echo(f"run {d.id}  {d.scenario}  {d.status}  {where}")
     if not yes:
         click.confirm(f"Delete {len(details)} run(s) and their files?", abort=True)
