@@ -38,14 +38,14 @@ def before_run(run: RunInfo) -> None:
 
 @hookimpl
 def after_training_step(run: RunInfo, step: int, values: dict[str, float]) -> None:
-    if (writer := _writers.get(run.id)) is not None:
+    if (writer := _writer(run)) is not None:
         for name, value in values.items():
             writer.add_scalar(f"train/{name}", value, step)
 
 
 @hookimpl
 def after_samples_filtered(run: RunInfo, batch: FilteredBatch) -> None:
-    if (writer := _writers.get(run.id)) is None:
+    if (writer := _writer(run)) is None:
         return
     import numpy as np
 
@@ -59,9 +59,8 @@ def after_samples_filtered(run: RunInfo, batch: FilteredBatch) -> None:
 
 @hookimpl
 def after_run(run: RunInfo, status: str) -> None:
-    if (writer := _writers.pop(run.id, None)) is None:
+    if (writer := _writer(run, close=True)) is None:
         return
-    _batches.pop(run.id, None)
     try:
         sheet = Path(run.output_dir) / "contact_sheet.png"
         if sheet.is_file():
@@ -79,9 +78,18 @@ def after_run(run: RunInfo, status: str) -> None:
 
 @hookimpl
 def on_run_error(run: RunInfo, error: BaseException) -> None:
-    if (writer := _writers.pop(run.id, None)) is not None:
-        _batches.pop(run.id, None)
+    if (writer := _writer(run, close=True)) is not None:
         writer.close()  # what was logged up to the error stays readable
+
+
+def _writer(run: RunInfo, close: bool = False) -> Any:
+    """The run's writer, if this process opened one (and forget it when closing)."""
+    if not _writers:  # the common case without tensorboard; also spares run.id
+        return None
+    if close:
+        _batches.pop(run.id, None)
+        return _writers.pop(run.id, None)
+    return _writers.get(run.id)
 
 
 def _evaluations(run_id: int) -> dict[str, float]:
