@@ -215,3 +215,13 @@ def test_failed_deletion_stays_visible_and_can_be_finished(registry, tmp_path):
     assert finished.exit_code == 0, finished.output
     assert "no files left" in finished.output
     assert registry.list_runs() == []
+
+
+def test_registry_of_a_newer_aigc_run_is_a_short_error(registry):
+    with registry.engine.begin() as conn:
+        conn.execute(sa.text("UPDATE alembic_version SET version_num = '0999'"))
+    result = cli("runs")
+    assert result.exit_code == 1
+    assert "created by a newer aigc-run (schema revision 0999)" in result.output
+    assert "Hint: upgrade aigc-run" in result.output
+    assert "Traceback" not in result.output
