@@ -1,4 +1,9 @@
-"""Shared fixtures: an isolated AIGC_HOME, and plugins installed through real entry points."""
+"""Shared fixtures: an isolated AIGC_HOME, plugins installed through real entry points, and
+registry URLs on SQLite and PostgreSQL.
+
+PostgreSQL comes from AIGC_TEST_POSTGRES_URL (default: a local server with trust auth). When
+it is unreachable those tests are skipped, except under CI, where they fail.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 
 @pytest.fixture(autouse=True)
@@ -54,3 +60,33 @@ def install_plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 
     yield install
     importlib.invalidate_caches()
+
+
+POSTGRES_URL = os.environ.get(
+    "AIGC_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+
+
+def _postgres_url() -> str:
+    """POSTGRES_URL with the aigc_ tables dropped, or a skip (a failure under CI)."""
+    engine = sa.create_engine(POSTGRES_URL, connect_args={"connect_timeout": 3})
+    try:
+        # Tests run serially: each starts from an empty database, alembic_version included.
+        existing = sa.MetaData()
+        existing.reflect(engine)
+        existing.drop_all(engine)
+    except sa.exc.OperationalError as e:
+        reason = f"PostgreSQL unreachable at {sa.make_url(POSTGRES_URL)!r}: {e.orig}"
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(f"{reason}; set AIGC_TEST_POSTGRES_URL to test PostgreSQL")
+    finally:
+        engine.dispose()
+    return POSTGRES_URL
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'nested' / 'folder' / 'runs.db'}"
+    return _postgres_url()

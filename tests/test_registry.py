@@ -1,7 +1,7 @@
 """The run registry, on SQLite and on PostgreSQL, through its public API only.
 
-PostgreSQL comes from AIGC_TEST_POSTGRES_URL (default: a local server with trust auth). When
-it is unreachable those tests are skipped, except under CI, where they fail.
+The ``url`` fixture (tests/conftest.py) gives each test a fresh SQLite file and then a fresh
+PostgreSQL database.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import subprocess
 import sys
 import traceback
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,35 +21,10 @@ import pytest
 import sqlalchemy as sa
 
 from aigc_run.errors import RegistryError
-from aigc_run.registry import Base, Registry
+from aigc_run.registry import Registry
 
-POSTGRES_URL = os.environ.get(
-    "AIGC_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
 CONFIG = {"train": {"steps": 10, "lr": 2e-4}, "model": {"family": "gan"}}
 PLUGINS = {"aigc-ecommerce": "0.1.0"}
-
-
-def _postgres_url() -> str:
-    """POSTGRES_URL with the aigc_ tables dropped, or a skip (a failure under CI)."""
-    engine = sa.create_engine(POSTGRES_URL, connect_args={"connect_timeout": 3})
-    try:
-        Base.metadata.drop_all(engine)  # tests run serially: each starts from empty tables
-    except sa.exc.OperationalError as e:
-        reason = f"PostgreSQL unreachable at {sa.make_url(POSTGRES_URL)!r}: {e.orig}"
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(f"{reason}; set AIGC_TEST_POSTGRES_URL to test PostgreSQL")
-    finally:
-        engine.dispose()
-    return POSTGRES_URL
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'nested' / 'folder' / 'runs.db'}"
-    return _postgres_url()
 
 
 @pytest.fixture
@@ -188,37 +163,110 @@ def test_sqlite_file_is_wal_in_a_created_folder(tmp_path: Path) -> None:
 
 # A spawned child cannot import this module (pytest imports it with --import-mode=importlib,
 # from outside sys.path), so the worker is source text that the child runs with builtin exec.
-_METRICS_WORKER = """
+_WORKER = """
 from aigc_run.registry import Registry
 
-start.wait()  # all four begin writing at once
+start.wait()  # all four open the (new, empty) database and begin writing at once
 reg = Registry(url)
+run_id = reg.create_run(f"worker{worker}", {}, {}, "cpu", "/o")
 for step in range(50):
-    reg.add_metrics(run_id, step, {f"worker{worker}": float(step)})
+    reg.add_metrics(run_id, step, {"loss": float(step), "step": float(step)})
+reg.add_samples(run_id, [
+    {"file": f"{i}.png", "label": "a", "seed": 0, "index": i, "scores": {}, "accepted": True}
+    for i in range(20)
+])
+reg.finish_run(run_id, "completed")
 reg.close()
 """
 
 
-def test_concurrent_sqlite_writers_lose_nothing(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'runs.db'}"
-    reg = Registry(url)
-    run = _new_run(reg)
+def test_concurrent_writers_lose_nothing(url: str) -> None:
+    # Four processes migrate a new database and write at once: a trainer and samplers
+    # sharing one SQLite file, or machines sharing one PostgreSQL server.
     ctx = multiprocessing.get_context("spawn")
     start = ctx.Barrier(4)
     procs = [
-        ctx.Process(
-            target=exec,
-            args=(_METRICS_WORKER, {"url": url, "run_id": run, "worker": i, "start": start}),
-        )
+        ctx.Process(target=exec, args=(_WORKER, {"url": url, "worker": i, "start": start}))
         for i in range(4)
     ]
     for p in procs:
         p.start()
     for p in procs:
-        p.join(timeout=60)
+        p.join(timeout=120)
     assert [p.exitcode for p in procs] == [0, 0, 0, 0]
 
-    detail = reg.get_run(run)
-    assert detail.metric_points == 200
-    assert detail.metrics == {f"worker{i}": 49.0 for i in range(4)}
-    reg.close()
+    reg = Registry(url)
+    try:
+        runs = reg.list_runs()
+        assert sorted(r.scenario for r in runs) == [f"worker{i}" for i in range(4)]
+        for r in runs:
+            detail = reg.get_run(r.id)
+            assert detail.status == "completed"
+            assert detail.metric_points == 100
+            assert detail.metrics == {"loss": 49.0, "step": 49.0}
+            assert detail.samples.total == 20
+    finally:
+        reg.close()
+
+
+def test_series_samples_history_and_deletion(registry: Registry) -> None:
+    run = _new_run(registry)
+    other = _new_run(registry)
+    registry.add_metrics(run, 20, {"loss_g": 1.0})
+    registry.add_metrics(run, 10, {"loss_g": 2.0, "loss_d": float("nan")})
+    registry.add_metrics(other, 10, {"loss_g": 9.0})
+    ckpt = registry.add_checkpoint(run, 20, "/tmp/out/step-20.safetensors", "ab" * 32)
+    registry.add_evaluation(run, "fid", 80.0, checkpoint_id=ckpt)
+    registry.add_evaluation(run, "fid:floor", 3.0)
+    rows = [
+        {"file": f"samples/a/{i}.png", "label": "a", "seed": 1, "index": i,
+         "scores": {"sharp": i / 10}, "accepted": i % 2 == 0,
+         "reason": None if i % 2 == 0 else "sharp too low"}
+        for i in (3, 0, 2, 1)
+    ]  # fmt: skip
+    registry.add_samples(run, rows)
+
+    series = registry.metric_series(run)
+    assert series["loss_g"] == [(10, 2.0), (20, 1.0)]  # by step, this run only
+    assert math.isnan(series["loss_d"][0][1])
+    history = registry.evaluation_history(run)
+    assert [(e.metric, e.value, e.step) for e in history] == [
+        ("fid", 80.0, 20),
+        ("fid:floor", 3.0, None),
+    ]
+    assert [s.index for s in registry.samples(run)] == [0, 1, 2, 3]
+    rejected = registry.samples(run, accepted=False, limit=1)
+    assert [(s.index, s.reason, s.scores) for s in rejected] == [
+        (1, "sharp too low", {"sharp": 0.1})
+    ]
+
+    with pytest.raises(RegistryError, match="is running"):
+        registry.start_deleting(run)
+    registry.finish_run(run, "completed")
+    with pytest.raises(ValueError, match="call start_deleting first"):
+        registry.delete_rows(run)
+    assert registry.start_deleting(run).status == "deleting"
+    assert [r.id for r in registry.list_runs(status="deleting")] == [run]
+    registry.delete_rows(run)
+    with pytest.raises(RegistryError, match=f"no run with id {run}"):
+        registry.metric_series(run)
+    assert registry.metric_series(other) == {"loss_g": [(10, 9.0)]}  # the other run untouched
+    with registry.engine.connect() as conn:
+        for table in ("aigc_metric_points", "aigc_samples", "aigc_evaluations", "aigc_checkpoints"):
+            left = conn.execute(sa.text(f"SELECT count(*) FROM {table} WHERE run_id = {run}"))
+            assert left.scalar() == 0
+
+
+def test_list_runs_since(registry: Registry) -> None:
+    first = _new_run(registry)
+    with registry.engine.begin() as conn:
+        conn.execute(
+            sa.text("UPDATE aigc_runs SET started_at = :t WHERE id = :i"),
+            {"t": datetime(2020, 1, 1), "i": first},
+        )
+    second = _new_run(registry)
+    assert [r.id for r in registry.list_runs(since=datetime(2021, 1, 1, tzinfo=UTC))] == [second]
+    assert [r.id for r in registry.list_runs(since=datetime(2019, 1, 1, tzinfo=UTC))] == [
+        second,
+        first,
+    ]

@@ -50,13 +50,22 @@ def _plugins() -> Any:
     return load_plugins(Settings().disabled)
 
 
+_JSON_HELP = "Print JSON, for scripts."
+
+
 @main.group(invoke_without_command=True)
+@click.option("--json", "as_json", is_flag=True, help=_JSON_HELP)
 @click.pass_context
-def plugins(ctx: click.Context) -> None:
+def plugins(ctx: click.Context, as_json: bool) -> None:
     """List the loaded plugins, their versions and the hooks they implement."""
     if ctx.invoked_subcommand:
         return
     loaded = _plugins()
+    if as_json:
+        from aigc_run.cli_registry import echo_json, plugins_json
+
+        echo_json(plugins_json(loaded))
+        return
     for name, version in loaded.versions.items():
         click.echo(f"{name} {version}")
         click.echo(f"  hooks: {', '.join(loaded.hooks_of(name))}")
@@ -123,9 +132,20 @@ def plugin_new(name: str, folder: Path | None) -> None:
 
 
 @main.command()
-def scenarios() -> None:
+@click.option("--json", "as_json", is_flag=True, help=_JSON_HELP)
+def scenarios(as_json: bool) -> None:
     """List the scenarios the installed plugins ship."""
     found = _plugins().scenarios()
+    if as_json:
+        from aigc_run.cli_registry import echo_json
+
+        echo_json(
+            [
+                {"name": n, "plugin": c.plugin, "description": c.item.description}
+                for n, c in sorted(found.items())
+            ]
+        )
+        return
     if not found:
         click.echo("no scenarios installed: pip install aigc-ecommerce or aigc-medical")
     for name, contribution in sorted(found.items()):
@@ -172,6 +192,8 @@ def scenario(
     click.echo(f"manifest: {result.output_dir / 'manifest.csv'}")
     if result.accepted:
         click.echo(f"contact sheet: {result.contact_sheet}")
+    if result.report is not None:
+        click.echo(f"report: {result.report}")
 
 
 def _scenario_content(name_or_file: str, loaded: Any) -> dict[str, Any]:
@@ -193,15 +215,39 @@ def _scenario_content(name_or_file: str, loaded: Any) -> dict[str, Any]:
 @main.group(invoke_without_command=True)
 @click.option("--limit", default=20, show_default=True, help="How many runs to list.")
 @click.option("--scenario", "scenario_name", help="Only runs of this scenario.")
-@click.option("--status", type=click.Choice(["running", "completed", "failed", "interrupted"]))
+@click.option(
+    "--status",
+    type=click.Choice(["running", "completed", "failed", "interrupted", "deleting"]),
+)
+@click.option(
+    "--since",
+    metavar="WHEN",
+    help="Only runs started since WHEN: a date (2026-05-01), a time, or an age like 7d, 12h.",
+)
+@click.option("--json", "as_json", is_flag=True, help=_JSON_HELP)
 @click.pass_context
-def runs(ctx: click.Context, limit: int, scenario_name: str | None, status: str | None) -> None:
+def runs(
+    ctx: click.Context,
+    limit: int,
+    scenario_name: str | None,
+    status: str | None,
+    since: str | None,
+    as_json: bool,
+) -> None:
     """List recorded runs, newest first."""
     if ctx.invoked_subcommand:
         return
+    from aigc_run.cli_registry import echo_json, parse_since, to_json
+
+    since_time = parse_since(since) if since is not None else None
     registry = _registry()
-    found = registry.list_runs(limit=limit, scenario=scenario_name, status=status)
-    if not found:
+    found = registry.list_runs(limit=limit, scenario=scenario_name, status=status, since=since_time)
+    if as_json:
+        echo_json([to_json(r) for r in found])
+        return
+    if not found and (scenario_name or status or since):
+        click.echo("no runs match")
+    elif not found:
         click.echo("no runs recorded yet: try `aigc-run scenario ecommerce`")
     for r in found:
         duration = f"{r.duration_s:.0f}s" if r.duration_s is not None else "-"
@@ -213,9 +259,15 @@ def runs(ctx: click.Context, limit: int, scenario_name: str | None, status: str 
 
 @runs.command("show")
 @click.argument("run_id", type=int)
-def runs_show(run_id: int) -> None:
+@click.option("--json", "as_json", is_flag=True, help=_JSON_HELP)
+def runs_show(run_id: int, as_json: bool) -> None:
     """Show one run: config, checkpoints, metrics, samples."""
     d = _registry().get_run(run_id)
+    if as_json:
+        from aigc_run.cli_registry import echo_json, to_json
+
+        echo_json(to_json(d))
+        return
     click.echo(f"run {d.id}: {d.scenario} [{d.status}] on {d.device}")
     click.echo(
         f"  started {d.started_at:%Y-%m-%d %H:%M:%S}"
@@ -231,13 +283,28 @@ def runs_show(run_id: int) -> None:
         click.echo(f"  checkpoint step {step}: {path} (sha256 {digest[:12]})")
     if d.metrics:
         click.echo("  last metrics: " + ", ".join(f"{k}={v:.4g}" for k, v in d.metrics.items()))
+    from aigc_run.report import rejected_by_filter
+
     s = d.samples
     click.echo(
         f"  samples: {s.total} generated, {s.accepted} accepted"
-        + "".join(f"; rejected by {k}: {v}" for k, v in s.rejected_by_reason.items())
+        + "".join(
+            f"; rejected by {k}: {v}" for k, v in rejected_by_filter(s.rejected_by_reason).items()
+        )
     )
     for metric, value in d.evaluations.items():
         click.echo(f"  {metric}: {value:.4g}")
+
+
+def _add_registry_commands() -> None:
+    from aigc_run import cli_registry
+
+    runs.add_command(cli_registry.runs_compare)
+    runs.add_command(cli_registry.runs_delete)
+    main.add_command(cli_registry.report)
+
+
+_add_registry_commands()
 
 
 def _registry() -> Any:

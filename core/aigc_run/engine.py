@@ -35,6 +35,7 @@ class RunResult:
     generated: int
     contact_sheet: Path
     seconds: float
+    report: Path | None = None  # None when writing the report failed (a warning said why)
 
 
 def pick_device(requested: str) -> str:
@@ -152,8 +153,24 @@ def run_scenario(
     except BaseException as e:
         _fail(registry, plugins, run, "failed", e, say)
         raise
+    report = _write_report(registry, run_id, say)
     seconds = time.monotonic() - started
-    return RunResult(run_id, output_dir, result.accepted, result.generated, sheet, seconds)
+    return RunResult(run_id, output_dir, result.accepted, result.generated, sheet, seconds, report)
+
+
+def _write_report(registry: Registry, run_id: int, say: Callable[[str], None]) -> Path | None:
+    """The HTML report, written once the run is complete. The run and its files are safe by
+    then, so a failure here is a warning with the command to retry, not a failed run."""
+    from aigc_run.report import write_report
+
+    try:
+        return write_report(registry, run_id)
+    except Exception as e:
+        say(
+            f"warning: the report could not be written ({type(e).__name__}: {e}); "
+            f"retry with `aigc-run report {run_id}`"
+        )
+        return None
 
 
 def _fail(

@@ -7,8 +7,9 @@ reads return frozen dataclasses rather than ORM objects, so nothing outlives its
 
 Create one ``Registry`` per process: an engine must not cross a ``fork``.
 
-Tables are created with ``metadata.create_all`` for now; Alembic migrations come later
-(the naming convention below gives constraints the stable names Alembic needs).
+Opening a database upgrades it to the newest schema through the Alembic migrations in
+``aigc_run/migrations`` (the naming convention below gives constraints the stable names
+they refer to); a database made by a newer aigc-run is refused with a clear message.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import math
 import os
 import socket
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -30,15 +31,25 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from aigc_run.errors import RegistryError
 
-STATUSES = ("running", "completed", "failed", "interrupted")
+STATUSES = ("running", "completed", "failed", "interrupted", "deleting")
+FINAL_STATUSES = ("completed", "failed", "interrupted")
 
 _HINT_OPEN = (
     "check AIGC_DATABASE_URL (unset means a SQLite file) and that the database server is "
     "running and reachable"
 )
 _HINT_NO_RUN = "list runs with `aigc-run runs`"
-_SQLITE_BUSY_TIMEOUT_MS = 30_000  # a writer waits this long for another process's write
+SQLITE_BUSY_TIMEOUT_S = 30.0  # a writer waits this long for another process's write
 _PG_CONNECT_TIMEOUT_S = 10  # fail fast on an unreachable host instead of the TCP default
+
+
+def _hint(reason: str) -> str:
+    if "locked" in reason:  # SQLite: another process held the write lock past the timeout
+        return (
+            "another process kept the database locked longer than the busy timeout; "
+            "try again when it is done"
+        )
+    return _HINT_OPEN
 
 
 def _now() -> datetime:
@@ -90,6 +101,7 @@ class Base(DeclarativeBase):
         dict[str, str]: sa.JSON,
         dict[str, float]: sa.JSON,
         datetime: UTCDateTime,
+        float: sa.Double,  # pinned: SQLAlchemy 2.0 maps float to Float, 2.1 to Double
     }
 
 
@@ -106,6 +118,7 @@ class RunRow(Base):
     __table_args__ = (
         sa.CheckConstraint(f"status IN {STATUSES!r}", name="status"),
         sa.Index(None, "started_at"),
+        sa.Index(None, "scenario", "started_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -215,6 +228,25 @@ class RunDetail(RunSummary):
     evaluations: Mapping[str, float]  # metric -> latest value
 
 
+@dataclass(frozen=True)
+class EvaluationPoint:
+    metric: str
+    value: float
+    step: int | None  # of the checkpoint it evaluated; None when not tied to one
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class SampleInfo:
+    file: str  # relative to the run's output folder; "" when a rejected sample was not kept
+    label: str
+    seed: int
+    index: int
+    scores: Mapping[str, float]  # quality filter name -> score
+    accepted: bool
+    reason: str | None
+
+
 def _summary_fields(run: RunRow) -> dict[str, Any]:
     if run.ended_at is not None:
         duration: float | None = (run.ended_at - run.started_at).total_seconds()
@@ -263,21 +295,24 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    try:
-        # busy_timeout first: switching to WAL needs a write lock another process may hold.
-        cursor.execute(f"PRAGMA busy_timeout = {_SQLITE_BUSY_TIMEOUT_MS}")
-        cursor.execute("PRAGMA journal_mode = WAL")
-        cursor.execute("PRAGMA foreign_keys = ON")
-    finally:
-        cursor.close()
+def _sqlite_setup(busy_timeout_s: float) -> Callable[[Any, Any], None]:
+    def configure(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        try:
+            # busy_timeout first: switching to WAL needs a write lock another process may hold.
+            cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
+            cursor.execute("PRAGMA journal_mode = WAL")
+            cursor.execute("PRAGMA foreign_keys = ON")
+        finally:
+            cursor.close()
+
+    return configure
 
 
 class Registry:
     """The run registry at a database URL (``sqlite:///path`` or ``postgresql+psycopg://``)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, busy_timeout_s: float = SQLITE_BUSY_TIMEOUT_S) -> None:
         try:
             parsed = sa.make_url(url)
         except sa_exc.ArgumentError as e:
@@ -300,13 +335,27 @@ class Registry:
                 " or fix AIGC_DATABASE_URL",
             ) from None
         if self.engine.dialect.name == "sqlite":
-            sa.event.listen(self.engine, "connect", _configure_sqlite)
+            sa.event.listen(self.engine, "connect", _sqlite_setup(busy_timeout_s))
+        self._upgrade()
+
+    def _upgrade(self) -> None:
+        from aigc_run import migrations
+
         try:
-            Base.metadata.create_all(self.engine)
-        except sa_exc.DBAPIError as e:
+            migrations.upgrade(self.engine)
+        except migrations.NewerSchemaError as e:
             self.engine.dispose()
             raise RegistryError(
-                f"cannot open the run registry at {self.url}: {self._reason(e)}", _HINT_OPEN
+                f"the run registry at {self.url} was created by a newer aigc-run "
+                f"(schema revision {e.revision})",
+                "upgrade aigc-run (pip install -U aigc-run), or point AIGC_DATABASE_URL at "
+                "another database",
+            ) from None
+        except sa_exc.DBAPIError as e:
+            self.engine.dispose()
+            reason = self._reason(e)
+            raise RegistryError(
+                f"cannot open the run registry at {self.url}: {reason}", _hint(reason)
             ) from e
 
     def close(self) -> None:
@@ -341,8 +390,8 @@ class Registry:
 
     def finish_run(self, run_id: int, status: str, error: str | None = None) -> None:
         """Set the final status (``completed``, ``failed`` or ``interrupted``) and end time."""
-        if status not in STATUSES or status == "running":
-            raise ValueError(f"cannot finish a run as {status!r}; use one of {STATUSES[1:]}")
+        if status not in FINAL_STATUSES:
+            raise ValueError(f"cannot finish a run as {status!r}; use one of {FINAL_STATUSES}")
         with self._session() as s:
             run = self._get(s, run_id)
             run.status, run.error, run.ended_at = status, error, _now()
@@ -438,14 +487,21 @@ class Registry:
     # -- reads ---------------------------------------------------------------------------
 
     def list_runs(
-        self, limit: int = 50, scenario: str | None = None, status: str | None = None
+        self,
+        limit: int = 50,
+        scenario: str | None = None,
+        status: str | None = None,
+        since: datetime | None = None,
     ) -> list[RunSummary]:
-        """The newest ``limit`` runs, newest first, optionally of one scenario or status."""
+        """The newest ``limit`` runs, newest first, optionally of one scenario or status, or
+        started at or after ``since`` (an aware datetime)."""
         query = sa.select(RunRow).order_by(RunRow.started_at.desc(), RunRow.id.desc()).limit(limit)
         if scenario is not None:
             query = query.where(RunRow.scenario == scenario)
         if status is not None:
             query = query.where(RunRow.status == status)
+        if since is not None:
+            query = query.where(RunRow.started_at >= since)
         with self._session() as s:
             return [RunSummary(**_summary_fields(run)) for run in s.scalars(query)]
 
@@ -514,6 +570,87 @@ class Registry:
                 evaluations=evaluations,
             )
 
+    def metric_series(self, run_id: int) -> dict[str, list[tuple[int, float]]]:
+        """Every training metric of a run as (step, value) points by step, keyed by name."""
+        series: dict[str, list[tuple[int, float]]] = {}
+        with self._session() as s:
+            self._get(s, run_id)
+            m = MetricPointRow
+            for name, step, value in s.execute(
+                sa.select(m.name, m.step, m.value)
+                .where(m.run_id == run_id)
+                .order_by(m.name, m.step, m.id)
+            ):
+                series.setdefault(name, []).append((step, _from_db(value)))
+        return series
+
+    def evaluation_history(self, run_id: int) -> list[EvaluationPoint]:
+        """Every evaluation of a run, oldest first, with the step of its checkpoint."""
+        e, c = EvaluationRow, CheckpointRow
+        with self._session() as s:
+            self._get(s, run_id)
+            return [
+                EvaluationPoint(metric, _from_db(value), step, created)
+                for metric, value, step, created in s.execute(
+                    sa.select(e.metric, e.value, c.step, e.created_at)
+                    .outerjoin(c, e.checkpoint_id == c.id)
+                    .where(e.run_id == run_id)
+                    .order_by(e.created_at, e.id)
+                )
+            ]
+
+    def samples(
+        self, run_id: int, accepted: bool | None = None, limit: int | None = None
+    ) -> list[SampleInfo]:
+        """The samples of a run by index, optionally only accepted (or rejected) ones."""
+        r = SampleRow
+        query = sa.select(r).where(r.run_id == run_id).order_by(r.index, r.id).limit(limit)
+        if accepted is not None:
+            query = query.where(r.accepted == accepted)
+        with self._session() as s:
+            self._get(s, run_id)
+            return [
+                SampleInfo(
+                    row.file,
+                    row.label,
+                    row.seed,
+                    row.index,
+                    {name: _from_db(v) for name, v in row.scores.items()},
+                    row.accepted,
+                    row.reason,
+                )
+                for row in s.scalars(query)
+            ]
+
+    # -- deleting ------------------------------------------------------------------------
+
+    def start_deleting(self, run_id: int) -> RunDetail:
+        """Mark a run ``deleting`` before its files go; refused while it is ``running``.
+
+        A run already ``deleting`` (an earlier deletion failed half way) may be deleted again.
+        """
+        with self._session() as s:
+            run = self._get(s, run_id)
+            if run.status == "running":
+                raise RegistryError(
+                    f"run {run_id} is running (process {run.pid} on {run.hostname})",
+                    "stop it first (Ctrl-C), or wait until it ends",
+                )
+            run.status = "deleting"
+        return self.get_run(run_id)
+
+    def delete_rows(self, run_id: int) -> None:
+        """Remove a run marked ``deleting`` and everything recorded about it."""
+        with self._session() as s:
+            run = self._get(s, run_id)
+            if run.status != "deleting":
+                raise ValueError(f"run {run_id} is {run.status}; call start_deleting first")
+            # Children first, explicitly: SQLite enforces ON DELETE CASCADE only with its
+            # foreign_keys pragma on, and a registry may be opened by an older client.
+            for table in (EvaluationRow, SampleRow, CheckpointRow, MetricPointRow):
+                s.execute(sa.delete(table).where(table.run_id == run_id))
+            s.delete(run)
+
     # -- helpers -------------------------------------------------------------------------
 
     @contextmanager
@@ -523,8 +660,9 @@ class Registry:
             with Session(self.engine) as s, s.begin():
                 yield s
         except sa_exc.DBAPIError as e:
+            reason = self._reason(e)
             raise RegistryError(
-                f"the run registry at {self.url} failed: {self._reason(e)}", _HINT_OPEN
+                f"the run registry at {self.url} failed: {reason}", _hint(reason)
             ) from e
 
     @staticmethod
