@@ -58,7 +58,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name="pk_aigc_runs"),
         sa.CheckConstraint(
             "status IN ('running', 'completed', 'failed', 'interrupted')",
-            name="ck_aigc_runs_status",
+            name=op.f("ck_aigc_runs_status"),  # op.f: final, no second prefix
         ),
     )
     op.create_index("ix_aigc_runs_started_at", "aigc_runs", ["started_at"])

@@ -23,8 +23,8 @@ _NEW = "status IN ('running', 'completed', 'failed', 'interrupted', 'deleting')"
 
 def upgrade() -> None:
     with op.batch_alter_table("aigc_runs") as batch:
-        batch.drop_constraint("ck_aigc_runs_status", type_="check")
-        batch.create_check_constraint("ck_aigc_runs_status", _NEW)
+        batch.drop_constraint(op.f("ck_aigc_runs_status"), type_="check")
+        batch.create_check_constraint(op.f("ck_aigc_runs_status"), _NEW)
     op.create_index("ix_aigc_runs_scenario_started_at", "aigc_runs", ["scenario", "started_at"])
 
 
@@ -33,5 +33,5 @@ def downgrade() -> None:
     # The old schema has no 'deleting': such runs keep their rows, marked interrupted.
     op.execute("UPDATE aigc_runs SET status = 'interrupted' WHERE status = 'deleting'")
     with op.batch_alter_table("aigc_runs") as batch:
-        batch.drop_constraint("ck_aigc_runs_status", type_="check")
-        batch.create_check_constraint("ck_aigc_runs_status", _OLD)
+        batch.drop_constraint(op.f("ck_aigc_runs_status"), type_="check")
+        batch.create_check_constraint(op.f("ck_aigc_runs_status"), _OLD)
