@@ -56,6 +56,10 @@ class TrainConfig(_Section):
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
     max_minutes: Annotated[float, Field(gt=0)] | None = None  # stop early, keeping what was learned
+    # A logged value (loss) beyond this, or NaN/inf, stops the run as diverged; None = no bound.
+    max_loss: Annotated[float, Field(gt=0)] | None = 1e6
+    # "auto" = bfloat16 autocast and channels_last on CUDA, float32 on the CPU.
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
 
 
 class SampleConfig(_Section):
