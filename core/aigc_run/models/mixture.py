@@ -75,7 +75,7 @@ def _em(x: torch.Tensor, components: int) -> tuple[torch.Tensor, ...]:
     """Diagonal-covariance EM on x (N x D): weights K, means K x D, variances K x D."""
     n, d = x.shape
     k = min(components, n)
-    means = x[torch.randperm(n, device=x.device)[:k]].clone()  # start at k distinct codes
+    means = _spread_out(x, k)
     variances = x.var(dim=0, correction=0).clamp_min(MIN_VARIANCE).expand(k, d).clone()
     log_weights = torch.full((k,), -math.log(k), device=x.device)
     for _ in range(EM_ITERATIONS):
@@ -95,3 +95,17 @@ def _em(x: torch.Tensor, components: int) -> tuple[torch.Tensor, ...]:
         means = (resp.T @ x) / mass[:, None]
         variances = ((resp.T @ x.square()) / mass[:, None] - means.square()).clamp_min(MIN_VARIANCE)
     return log_weights.exp(), means, variances
+
+
+def _spread_out(x: torch.Tensor, k: int) -> torch.Tensor:
+    """k starting means chosen as in k-means++: each next one far from those chosen so far.
+
+    Started at k random codes, EM often put two means in one cluster and none in another
+    and never recovered.
+    """
+    chosen = [int(torch.randint(len(x), (1,), device=x.device))]
+    nearest = (x - x[chosen[0]]).square().sum(1)  # squared distance to the nearest chosen
+    for _ in range(k - 1):
+        chosen.append(int(torch.multinomial(nearest.clamp_min(1e-12), 1)))
+        nearest = torch.minimum(nearest, (x - x[chosen[-1]]).square().sum(1))
+    return x[chosen].clone()
