@@ -9,11 +9,16 @@ generator that is used for sampling. Each of these was tried against the plainer
 2 CPU cores for ~150 s (synthetic products and PneumoniaMNIST at 32 px); the comments say
 what the plainer choice did wrong.
 
+Options for small data and long runs, off by default: DiffAugment (``augment``, see
+augment.py), a lazy R1 penalty (``r1``), a separate D learning rate (``lr_d``). On CUDA
+the passes run under bfloat16 autocast in channels_last layout (``train.precision``);
+on the CPU nothing changes.
+
 Defaults that worked there: width 32, latent_dim 64, batch_size 32, lr 4e-4 (lr_d = lr),
 beta1 0.5, beta2 0.999, ~1200-1400 steps (~9-10 steps/s on 2 cores at 32 px).
 
 Scenario keys read here: ``[model] width, latent_dim, conditional`` and the family-specific
-keys of ``GanOptions``; ``[train] lr, lr_d, beta1, beta2``."""
+keys of ``GanOptions``; ``[train] lr, lr_d, beta1, beta2, precision``."""
 
 from __future__ import annotations
 

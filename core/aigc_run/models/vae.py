@@ -10,7 +10,9 @@ a class and get it.
 Loss per image: ``recon + beta * kl``, where ``recon`` is the summed squared error over
 pixels (a Gaussian likelihood with fixed variance) and ``kl`` the KL divergence of the
 posterior from the class's prior N(prior[y], I), summed over latent dimensions. A lower
-``beta`` gives sharper but less varied samples.
+``beta`` gives sharper but less varied samples; ``kl_warmup`` ramps its weight up from 0.
+Samples are decoded from a Gaussian mixture fitted on the training images' codes once
+training ends (``sampler = "mixture"``, see mixture.py), not from the prior.
 
 Defaults that worked on 2 CPU cores for ~150 s at 32 px (synthetic products,
 PneumoniaMNIST): width 32, latent_dim 64, beta 1, batch_size 32, lr 1e-3, beta1 0.9,
