@@ -86,7 +86,8 @@ def train(
     try:
         for step in range(first, cfg.steps + 1):
             torch.manual_seed(step_seed(cfg.seed, step))  # CPU and every CUDA device
-            index = torch.randint(len(data), (cfg.batch_size,)).to(device)
+            # Drawn on the device: a copy from the CPU would make the GPU wait every step.
+            index = torch.randint(len(data), (cfg.batch_size,), device=device)
             batch = data[index].float().div_(127.5).sub_(1.0)  # B x C x H x W in [-1, 1]
             values = model.train_step(batch, targets[index])
             guard.watch(step, values)

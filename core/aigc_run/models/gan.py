@@ -164,12 +164,14 @@ class MinibatchStd(nn.Module):
 
     def forward(self, h: torch.Tensor, group: int) -> torch.Tensor:
         n, c, s, _ = h.shape
-        grouped = h.view(n // group, group, c, s, s)
+        # In float32 even under bf16 autocast: a spread rounded to 0 gives sqrt an infinite
+        # gradient.
+        grouped = h.float().view(n // group, group, c, s, s)
         # Written out rather than .var(1): torch's var over a middle dim is ~6x slower on CPU.
         spread = (grouped - grouped.mean(1, keepdim=True)).square().mean(1)  # N/g x C x s x s
         spread = (spread + 1e-8).sqrt().mean(dim=(1, 2, 3))  # N/g
         spread = spread.repeat_interleave(group).view(n, 1, 1, 1).expand(n, 1, s, s)
-        return torch.cat([h, spread], dim=1)  # N x C+1 x s x s
+        return torch.cat([h, spread.to(h.dtype)], dim=1)  # N x C+1 x s x s
 
 
 class Discriminator(nn.Module):
