@@ -83,7 +83,10 @@ def run_scenario(
     registry = Registry(settings.registry_url)
     reaped = registry.reap_dead_runs()
     if reaped:
-        say(f"marked {len(reaped)} run(s) whose process had died as interrupted: {reaped}")
+        say(
+            f"marked {len(reaped)} run(s) whose process had died as interrupted: {reaped} "
+            "(continue one with `aigc-run resume RUN_ID`)"
+        )
     config = scenario.model_dump(mode="json")
     if resume:
         run_id = resume.run_id
