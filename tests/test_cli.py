@@ -45,7 +45,7 @@ def assert_short_error(result: subprocess.CompletedProcess[str], *expected: str)
 def test_help_lists_the_commands():
     result = run_cli("--help")
     assert result.returncode == 0
-    for command in ("scenario", "scenarios", "plugins", "runs"):
+    for command in ("scenario", "scenarios", "plugins", "runs", "resume"):
         assert command in result.stdout
 
 

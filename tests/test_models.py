@@ -81,7 +81,7 @@ def test_train_step_returns_float_losses(family: str):
     losses = make(family).train_step(*batch())
     expected = {"gan": {"loss_d", "loss_g"}, "vae": {"loss", "recon", "kl"}}[family]
     assert expected <= set(losses)
-    assert all(isinstance(v, float) and v == v for v in losses.values())
+    assert all(float(v) == float(v) for v in losses.values())  # floats or 0-dim tensors
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -173,7 +173,10 @@ def test_unsupported_geometry_is_a_config_error(family: str, size: int, channels
 
 
 def test_gan_options_are_used():
-    model = make("gan", options={"loss": "nonsaturating", "ema": 0.0, "augment": True})
+    model = make(
+        "gan",
+        options={"loss": "nonsaturating", "ema": 0.0, "augment": ["translation"], "r1": 1.0},
+    )
     losses = model.train_step(*batch())
     assert losses["loss_d"] > 0  # softplus losses are positive; hinge ones need not be
 
@@ -204,3 +207,88 @@ def test_gan_learns_the_colour_of_its_data():
     for _ in range(60):
         model.train_step(target.contiguous(), labels)
     assert distance() < 0.5 * before
+
+
+@pytest.mark.parametrize("policy", ["color", "translation", "cutout"])
+@pytest.mark.parametrize("channels", [1, 3])
+def test_augmentations_keep_the_shape_change_the_image_and_pass_gradients(policy, channels):
+    from aigc_run.models.augment import augment
+
+    torch.manual_seed(0)
+    images = (torch.rand(4, channels, 16, 16) * 2 - 1).requires_grad_(True)
+    out = augment(images, [policy])
+    assert out.shape == images.shape
+    assert not torch.equal(out, images)
+    out.sum().backward()  # differentiable: G learns through what D sees
+    assert images.grad is not None and images.grad.abs().sum() > 0
+
+
+def test_cutout_blanks_a_quarter_of_an_image_inside_it():
+    from aigc_run.models.augment import cutout
+
+    torch.manual_seed(0)
+    out = cutout(torch.ones(64, 1, 16, 16))
+    blanked = (out == 0).float().mean(dim=(1, 2, 3))
+    assert blanked.max() == 0.25  # an 8x8 square when it lies wholly inside
+    assert blanked.min() > 0
+
+
+def test_latent_mixture_fits_clusters_and_samples_them_reproducibly():
+    from aigc_run.models.mixture import LatentMixture
+
+    torch.manual_seed(0)
+    centres = torch.tensor([[-4.0, 0.0], [4.0, 0.0], [0.0, 6.0]])
+    codes = centres.repeat_interleave(200, 0) + 0.3 * torch.randn(600, 2)
+    labels = torch.zeros(600, dtype=torch.long)
+    mixture = LatentMixture(2, 3, 2)
+    assert not mixture.fitted
+    mixture.fit(codes, labels)
+    assert mixture.fitted
+    weights = mixture.weights[0]
+    assert torch.allclose(weights.sort().values, torch.full((3,), 1 / 3), atol=0.02)
+    noise = torch.randn(3000, 2, generator=torch.Generator().manual_seed(1))
+    drawn = mixture.sample(noise, torch.zeros(3000, dtype=torch.long))
+    assert torch.equal(drawn[:10], mixture.sample(noise[:10], torch.zeros(10, dtype=torch.long)))
+    nearest = torch.cdist(drawn, centres).argmin(1)
+    assert torch.bincount(nearest, minlength=3).min() > 800  # every cluster, about equally
+    assert (torch.cdist(drawn, centres).min(1).values < 1.5).float().mean() > 0.98  # no holes
+    # Class 1 had no codes: it is fitted on all of them rather than left empty.
+    assert mixture.weights[1].sum() == pytest.approx(1.0)
+
+
+def test_vae_samples_from_its_fitted_mixture_after_prepare_sampling():
+    torch.manual_seed(0)
+    model = make("vae", options={"kl_warmup": 10})
+    images, labels = batch(16)
+    for _ in range(3):
+        model.train_step(images, labels)
+    z, asked = noise(model), torch.tensor([0, 1, 2, 0, 1, 2])
+    from_prior = model.generate(z, asked)
+    pixels = ((images + 1) * 127.5).round().to(torch.uint8)
+    model.prepare_sampling(pixels, labels)  # type: ignore[attr-defined]
+    from_mixture = model.generate(z, asked)
+    assert not torch.equal(from_prior, from_mixture)
+    state = model.state_dict()
+    assert state["mixture.weights"].sum() == pytest.approx(3.0)  # one mixture per class
+    fresh = make("vae", options={"kl_warmup": 10})
+    fresh.load_state_dict(state)
+    assert torch.equal(fresh.generate(z, asked), from_mixture)
+    prior_only = make("vae", options={"sampler": "prior"})
+    prior_only.load_state_dict(state)
+    assert not torch.equal(prior_only.generate(z, asked), from_mixture)
+
+
+def test_bf16_channels_last_path_trains(monkeypatch: pytest.MonkeyPatch):
+    # The CUDA recipe (bf16 autocast, channels_last), run through CPU autocast so the code
+    # path is checked without a GPU; on a real CPU run uses_bf16 is False.
+    assert not gan.uses_bf16(torch.device("cpu"), {"precision": "bf16"})
+    monkeypatch.setattr(gan, "uses_bf16", lambda device, train: True)
+    torch.manual_seed(0)
+    model = make("gan", options={"augment": ["color", "translation", "cutout"], "r1": 1.0})
+    conv = model.generator.to_image[1]
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    for _ in range(gan.R1_EVERY):  # includes a step with the R1 penalty
+        losses = model.train_step(*batch())
+        assert all(torch.isfinite(torch.as_tensor(v)) for v in losses.values())
+    images = model.generate(noise(model), torch.tensor([0, 1, 2, 0, 1, 2]))
+    assert images.dtype == torch.float32 and torch.isfinite(images).all()

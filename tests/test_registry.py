@@ -270,3 +270,31 @@ def test_list_runs_since(registry: Registry) -> None:
         second,
         first,
     ]
+
+
+def test_reopen_run_forgets_what_came_after_the_checkpoint(registry: Registry):
+    run_id = registry.create_run("ecommerce", CONFIG, PLUGINS, "cpu", "/tmp/out")
+    kept = registry.add_checkpoint(run_id, 5, "/tmp/out/step-5.safetensors", "a" * 64)
+    later = registry.add_checkpoint(run_id, 10, "/tmp/out/step-10.safetensors", "b" * 64)
+    for step in (4, 5, 6, 10):
+        registry.add_metrics(run_id, step, {"loss": float(step)})
+    registry.add_samples(
+        run_id,
+        [{"file": "a.png", "label": "x", "seed": 1, "index": 0, "scores": {}, "accepted": True}],
+    )
+    registry.add_evaluation(run_id, "acceptance-rate", 1.0, later)
+    with pytest.raises(RegistryError, match="running or completed"):
+        registry.reopen_run(run_id, 5)  # still running: refused
+    registry.finish_run(run_id, "interrupted", "killed")
+
+    assert registry.reopen_run(run_id, 5) == kept
+    detail = registry.get_run(run_id)
+    assert detail.status == "running" and detail.error is None and detail.ended_at is None
+    assert [c.step for c in detail.checkpoints] == [5]
+    assert detail.metric_points == 2 and detail.metrics == {"loss": 5.0}
+    assert detail.samples.total == 0 and not detail.evaluations
+    with pytest.raises(RegistryError, match="running or completed"):
+        registry.reopen_run(run_id, 5)  # a second resumer loses
+    registry.finish_run(run_id, "failed")
+    with pytest.raises(RegistryError, match="no checkpoint at step 7"):
+        registry.reopen_run(run_id, 7)

@@ -66,6 +66,16 @@ def load(path: Path) -> dict[str, torch.Tensor]:
     return loaded
 
 
+def metadata(path: Path) -> dict[str, str]:
+    """The string metadata stored in a ``.safetensors`` file's header ({} for a ``.pt`` file)."""
+    if path.suffix != ".safetensors":
+        return {}
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        return dict(f.metadata() or {})
+
+
 def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as f:

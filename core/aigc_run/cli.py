@@ -177,14 +177,33 @@ def scenario(
     loaded = _plugins()
     content = _scenario_content(name_or_file, loaded)
     resolved = scenarios_module.resolve(content, overrides, data_path)
-    from tqdm.auto import tqdm
-
     from aigc_run.engine import run_scenario
+
+    result = run_scenario(resolved, loaded, Settings(), say=click.echo, progress=_progress(quiet))
+    _report_result(result)
+
+
+@main.command()
+@click.argument("run_id", type=int)
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+def resume(run_id: int, quiet: bool) -> None:
+    """Continue an interrupted or failed run from its last checkpoint."""
+    from aigc_run.resume import resume_run
+
+    result = resume_run(run_id, _plugins(), Settings(), say=click.echo, progress=_progress(quiet))
+    _report_result(result)
+
+
+def _progress(quiet: bool) -> Any:
+    from tqdm.auto import tqdm
 
     def progress(*args: Any, **kwargs: Any) -> Any:
         return tqdm(*args, disable=quiet, dynamic_ncols=True, **kwargs)
 
-    result = run_scenario(resolved, loaded, Settings(), say=click.echo, progress=progress)
+    return progress
+
+
+def _report_result(result: Any) -> None:
     click.echo(
         f"run {result.run_id} completed in {result.seconds:.0f} s: {result.accepted} "
         f"samples in {result.output_dir / 'samples'}"

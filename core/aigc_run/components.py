@@ -174,8 +174,18 @@ class GenerativeModel(Protocol):
 
     latent_dim: int
 
-    def train_step(self, images: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
-        """One optimisation step on a batch; returns the losses to log."""
+    def train_step(
+        self, images: torch.Tensor, labels: torch.Tensor
+    ) -> Mapping[str, float | torch.Tensor]:
+        """One optimisation step on a batch; returns the losses to log.
+
+        Floats or 0-dim tensors: tensors are read only at the logging interval, so a GPU
+        is not made to wait every step. Every random draw should use torch's global
+        generators, which the engine seeds per step (that makes resumed runs exact).
+        A family may also define ``prepare_sampling(images, labels)``: called once after
+        the last step with the whole training set (uint8 N x C x H x W and int64 N on the
+        device), before the final checkpoint (the vae fits its latent mixture there).
+        """
         ...
 
     def generate(self, noise: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

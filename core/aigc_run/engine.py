@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aigc_run.components import FilterContext, ModelSpec, RunInfo
 from aigc_run.data import Dataset, load_dataset, resolve_source, resolve_steps
@@ -23,6 +23,9 @@ from aigc_run.plugins import Plugins
 from aigc_run.registry import Registry
 from aigc_run.scenario import Scenario
 from aigc_run.settings import Settings
+
+if TYPE_CHECKING:
+    from aigc_run.resume import ResumeFrom
 
 REFERENCE_LIMIT = 5000  # training images the filters compare against (memorisation, ...)
 
@@ -57,7 +60,9 @@ def run_scenario(
     settings: Settings,
     say: Callable[[str], None] = print,
     progress: Callable[..., Any] | None = None,
+    resume: ResumeFrom | None = None,
 ) -> RunResult:
+    """Run ``scenario`` from start to end; with ``resume``, continue that stopped run."""
     started = time.monotonic()
     _check_plugin(scenario, plugins)
     resolve_source(plugins, scenario)
@@ -74,16 +79,24 @@ def run_scenario(
 
     chosen_filters = sampling.resolve_filters(plugins, scenario)
     device = pick_device(scenario.train.device)
-    output_dir = _output_dir(scenario, settings)
+    output_dir = resume.output_dir if resume else _output_dir(scenario, settings)
 
     registry = Registry(settings.registry_url)
     reaped = registry.reap_dead_runs()
     if reaped:
-        say(f"marked {len(reaped)} run(s) whose process had died as interrupted: {reaped}")
+        say(
+            f"marked {len(reaped)} run(s) whose process had died as interrupted: {reaped} "
+            "(continue one with `aigc-run resume RUN_ID`)"
+        )
     config = scenario.model_dump(mode="json")
-    run_id = registry.create_run(
-        scenario.name, config, dict(plugins.versions), device, str(output_dir)
-    )
+    if resume:
+        run_id = resume.run_id
+        resume_id = registry.reopen_run(run_id, resume.step)
+        say(f"run {run_id}: resuming scenario {scenario.name!r} from step {resume.step}")
+    else:
+        run_id = registry.create_run(
+            scenario.name, config, dict(plugins.versions), device, str(output_dir)
+        )
     run = RunInfo(run_id, scenario.name, config, output_dir, device)
     say(f"run {run_id}: scenario {scenario.name!r} on {device}, writing to {output_dir}")
     try:
@@ -92,8 +105,14 @@ def run_scenario(
         _describe_data(dataset, say)
         train_idx, held_idx = dataset.split(scenario.data.holdout, scenario.train.seed)
         model = _create_model(family, scenario, dataset, device)
-        from aigc_run.training import train
+        from aigc_run.training import resume_point, train
 
+        start = None
+        if resume:
+            from aigc_run.checkpoints import load
+
+            model.load_state_dict(load(resume.checkpoint))
+            start = resume_point(resume_id, resume.step, resume.checkpoint)
         checkpoint = train(
             model,
             dataset.images[train_idx],
@@ -103,6 +122,7 @@ def run_scenario(
             plugins,
             registry,
             progress,
+            start,
         )
         reference = _reference(dataset, train_idx, device)
         real = _float(dataset, held_idx, device)

@@ -680,3 +680,54 @@ class Registry:
     def _scrub(self, e: BaseException) -> str:
         text = str(e)
         return text.replace(self._password, "***") if self._password else text
+
+    # -- resuming (added with `aigc-run resume`; uses existing columns only) ---------------
+
+    def reopen_run(self, run_id: int, step: int) -> int:
+        """Mark a stopped run ``running`` again, in this process, to resume it from ``step``.
+
+        What the run recorded after its checkpoint at ``step`` is forgotten: metric points
+        and checkpoints past it, and its samples and evaluations (the resumed run makes
+        them again). Returns that checkpoint's id. RegistryError when the run is running
+        or completed, or has no checkpoint at ``step``.
+        """
+        with self._session() as s:
+            self._get(s, run_id)
+            checkpoint_id = s.scalar(
+                sa.select(CheckpointRow.id)
+                .where(CheckpointRow.run_id == run_id, CheckpointRow.step == step)
+                .order_by(CheckpointRow.id.desc())
+                .limit(1)
+            )
+            if checkpoint_id is None:
+                raise RegistryError(f"run {run_id} has no checkpoint at step {step}", _HINT_NO_RUN)
+            # One conditional update: of two processes resuming the same run, one wins.
+            reopened = s.execute(
+                sa.update(RunRow)
+                .where(RunRow.id == run_id, RunRow.status.not_in(("running", "completed")))
+                .values(
+                    status="running",
+                    error=None,
+                    ended_at=None,
+                    pid=os.getpid(),
+                    hostname=socket.gethostname(),
+                )
+            )
+            if reopened.rowcount != 1:  # type: ignore[attr-defined]
+                raise RegistryError(
+                    f"run {run_id} is running or completed; only a stopped run can be resumed",
+                    "see its status with `aigc-run runs show " + str(run_id) + "`",
+                )
+            s.execute(
+                sa.delete(MetricPointRow).where(
+                    MetricPointRow.run_id == run_id, MetricPointRow.step > step
+                )
+            )
+            s.execute(sa.delete(SampleRow).where(SampleRow.run_id == run_id))
+            s.execute(sa.delete(EvaluationRow).where(EvaluationRow.run_id == run_id))
+            s.execute(
+                sa.delete(CheckpointRow).where(
+                    CheckpointRow.run_id == run_id, CheckpointRow.step > step
+                )
+            )
+            return checkpoint_id

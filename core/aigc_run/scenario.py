@@ -59,6 +59,10 @@ class TrainConfig(_Section):
     # how training batches are drawn: uniformly ("none"), or weighted so rare classes are
     # seen as often as common ones ("classes") or halfway there ("sqrt"); see training.py
     balance: Literal["none", "sqrt", "classes"] = "none"
+    # A logged value (loss) beyond this, or NaN/inf, stops the run as diverged; None = no bound.
+    max_loss: Annotated[float, Field(gt=0)] | None = 1e6
+    # "auto" = bfloat16 autocast and channels_last on CUDA, float32 on the CPU.
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
 
 
 class SampleConfig(_Section):

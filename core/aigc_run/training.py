@@ -1,10 +1,21 @@
-"""The training loop: batches from the uint8 dataset, logging, checkpoints, hooks."""
+"""The training loop: batches from the uint8 dataset, logging, checkpoints, hooks.
+
+Every random draw of step ``s`` (the batch's indices, the model's noise, augmentation)
+comes from torch's generators seeded with ``step_seed(train.seed, s)`` at the start of
+the step. No random state has to be saved: a run resumed from the checkpoint at step
+``s`` draws at step ``s + 1`` exactly what the uninterrupted run drew, so on the CPU it
+ends with bit-identical weights.
+
+Every step's losses are watched for NaN, infinity or a value beyond ``train.max_loss``;
+a checkpoint is only written after its step and its weights were checked, so the last
+good checkpoint is never overwritten with bad weights.
+"""
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,10 +36,23 @@ class Checkpoint:
     id: int
     step: int
     path: Path
+    seconds: float = 0.0  # training time up to this checkpoint, for train.max_minutes
+    final: bool = False  # training had ended (last step, or out of time) when it was written
 
 
 class TrainingDiverged(AigcError):
     pass
+
+
+_HINT_DIVERGED = (
+    "lower train.lr (and train.lr_d), or raise train.max_loss if such losses are expected, "
+    "then start the scenario again"
+)
+
+
+def step_seed(seed: int, step: int) -> int:
+    """The seed of every random draw at ``step``: well mixed, so neighbouring steps differ."""
+    return int(np.random.SeedSequence([seed % 2**64, step]).generate_state(1, np.uint64)[0])
 
 
 def train(
@@ -40,38 +64,54 @@ def train(
     plugins: Plugins,
     registry: Registry,
     progress: Callable[..., object] | None = None,
+    start: Checkpoint | None = None,
 ) -> Checkpoint:
-    """Train for ``train.steps`` (or ``train.max_minutes``); return the last checkpoint."""
+    """Train for ``train.steps`` (or ``train.max_minutes``); return the last checkpoint.
+
+    ``start`` resumes after that checkpoint, whose weights ``model`` already holds.
+    """
     cfg = scenario.train
     device = run.device
     # One uint8 copy on the device; batches become float one at a time.
     data = torch.from_numpy(np.ascontiguousarray(images)).to(device)  # N x C x H x W uint8
     targets = torch.from_numpy(np.ascontiguousarray(labels)).to(device)  # N int64
-    picker = torch.Generator().manual_seed(cfg.seed)
+    if start is not None and start.final:
+        return start  # training had ended; the run stopped later (while sampling)
+    first = start.step + 1 if start else 1
     weights = class_weights(labels, cfg.balance)
-    bar = _progress_bar(progress, cfg.steps)
-    started = time.monotonic()
-    last: Checkpoint | None = None
-    step = 0
+    weights = None if weights is None else weights.to(device)
+    spent = start.seconds if start else 0.0
+    bar = _progress_bar(progress, cfg.steps, first - 1)
+    guard = _DivergenceGuard(cfg.max_loss, device)
+    started = time.monotonic() - spent
+    last = start
     try:
-        for step in range(1, cfg.steps + 1):
+        for step in range(first, cfg.steps + 1):
+            torch.manual_seed(step_seed(cfg.seed, step))  # CPU and every CUDA device
+            # Drawn on the device: a copy from the CPU would make the GPU wait every step.
             if weights is None:
-                index = torch.randint(len(data), (cfg.batch_size,), generator=picker)
+                index = torch.randint(len(data), (cfg.batch_size,), device=device)
             else:
-                index = torch.multinomial(weights, cfg.batch_size, True, generator=picker)
-            index = index.to(device)
+                index = torch.multinomial(weights, cfg.batch_size, replacement=True)
             batch = data[index].float().div_(127.5).sub_(1.0)  # B x C x H x W in [-1, 1]
             values = model.train_step(batch, targets[index])
-            out_of_time = cfg.max_minutes is not None and (
-                time.monotonic() - started > cfg.max_minutes * 60
-            )
-            if step % cfg.log_every == 0 or step == cfg.steps or out_of_time:
-                _check_finite(values, step, last)
-                registry.add_metrics(run.id, step, values)
-                plugins.after_training_step(run, step, values)
-                bar.set_postfix({k: f"{v:.3f}" for k, v in values.items()}, refresh=False)
-            if step % cfg.checkpoint_every == 0 or step == cfg.steps or out_of_time:
-                last = _checkpoint(model, step, run, plugins, registry)
+            guard.watch(step, values)
+            seconds = time.monotonic() - started
+            out_of_time = cfg.max_minutes is not None and seconds > cfg.max_minutes * 60
+            final = step == cfg.steps or out_of_time
+            logging = step % cfg.log_every == 0 or final
+            saving = step % cfg.checkpoint_every == 0 or final
+            if logging or saving or device == "cpu":  # on a GPU, wait for it only here
+                guard.check(last)
+            if logging:
+                floats = {k: float(v) for k, v in values.items()}
+                registry.add_metrics(run.id, step, floats)
+                plugins.after_training_step(run, step, floats)
+                bar.set_postfix({k: f"{v:.3f}" for k, v in floats.items()}, refresh=False)
+            if final:
+                _prepare_sampling(model, data, targets)
+            if saving:
+                last = _checkpoint(model, step, seconds, final, run, plugins, registry, last)
             bar.update(1)
             if out_of_time:
                 bar.write(f"train.max_minutes={cfg.max_minutes} reached at step {step}")
@@ -99,30 +139,97 @@ def class_weights(labels: np.ndarray, balance: str) -> torch.Tensor | None:
     return torch.from_numpy(per_class[labels])
 
 
-def _check_finite(values: dict[str, float], step: int, last: Checkpoint | None) -> None:
-    bad = [name for name, value in values.items() if not math.isfinite(value)]
-    if bad:
-        kept = f"the last good checkpoint is {last.path}" if last else "no checkpoint was written"
-        raise TrainingDiverged(
-            f"training diverged at step {step}: {', '.join(bad)} is not finite; {kept}",
-            "lower train.lr (and train.lr_d) or the batch size, then run again",
-        )
+class _DivergenceGuard:
+    """Remembers the first step whose values were NaN, infinite or beyond ``limit``.
+
+    Values that are tensors are compared on their device and only read at ``check``, so
+    a GPU is not made to wait every step.
+    """
+
+    def __init__(self, limit: float | None, device: str) -> None:
+        self.limit = math.inf if limit is None else limit
+        self.device = device
+        self.first_bad: dict[str, torch.Tensor | int] = {}  # name -> first bad step, 0 = none
+
+    def watch(self, step: int, values: Mapping[str, float | torch.Tensor]) -> None:
+        for name, value in values.items():
+            seen = self.first_bad.get(name, 0)
+            if isinstance(value, torch.Tensor):
+                bad = ~(value.detach().abs() <= self.limit)  # NaN compares False: bad too
+                if not isinstance(seen, torch.Tensor):
+                    seen = torch.zeros((), dtype=torch.int64, device=value.device)
+                self.first_bad[name] = torch.where((seen == 0) & bad, step, seen)
+            elif not seen and not abs(value) <= self.limit:
+                self.first_bad[name] = step
+
+    def check(self, last: Checkpoint | None) -> None:
+        bad = {name: int(step) for name, step in self.first_bad.items() if int(step)}
+        if bad:
+            step = min(bad.values())
+            names = ", ".join(name for name, s in bad.items() if s == step)
+            limit = "" if math.isinf(self.limit) else f" or beyond train.max_loss={self.limit:g}"
+            raise TrainingDiverged(
+                f"training diverged at step {step}: {names} became NaN, infinite{limit}; "
+                + _kept(last),
+                _HINT_DIVERGED,
+            )
+
+
+def _kept(last: Checkpoint | None) -> str:
+    if last is None:
+        return "no checkpoint had been written yet"
+    return f"the last good checkpoint, intact, is {last.path} (step {last.step})"
+
+
+def _prepare_sampling(model: GenerativeModel, data: torch.Tensor, targets: torch.Tensor) -> None:
+    """Give a model that wants it one look at the whole training set before the last save.
+
+    The vae family fits the mixture it samples from on the codes of the training images;
+    the result rides in the final checkpoint. Optional: other families need not have it.
+    """
+    prepare = getattr(model, "prepare_sampling", None)
+    if prepare is not None:
+        prepare(data, targets)
 
 
 def _checkpoint(
-    model: GenerativeModel, step: int, run: RunInfo, plugins: Plugins, registry: Registry
+    model: GenerativeModel,
+    step: int,
+    seconds: float,
+    final: bool,
+    run: RunInfo,
+    plugins: Plugins,
+    registry: Registry,
+    last: Checkpoint | None,
 ) -> Checkpoint:
+    state = model.state_dict()
+    broken = [k for k, v in state.items() if v.is_floating_point() and not v.isfinite().all()]
+    if broken:  # finite losses can still leave non-finite weights behind
+        raise TrainingDiverged(
+            f"training diverged at step {step}: weights {', '.join(broken[:3])}"
+            f"{' ...' if len(broken) > 3 else ''} are not finite; " + _kept(last),
+            _HINT_DIVERGED,
+        )
     path = run.output_dir / "checkpoints" / f"step-{step:07d}.safetensors"
     metadata = {
         "run": str(run.id),
         "step": str(step),
         "scenario": run.scenario,
         "family": str(run.config["model"]["family"]),
+        "train_seconds": f"{seconds:.3f}",
+        "final": str(final).lower(),
     }
-    digest = checkpoints.save(path, model.state_dict(), metadata)
+    digest = checkpoints.save(path, state, metadata)
     checkpoint_id = registry.add_checkpoint(run.id, step, str(path), digest)
     plugins.after_checkpoint(run, str(path))
-    return Checkpoint(checkpoint_id, step, path)
+    return Checkpoint(checkpoint_id, step, path, seconds, final)
+
+
+def resume_point(checkpoint_id: int, step: int, path: Path) -> Checkpoint:
+    """The Checkpoint a resumed run continues from, with the time and state it recorded."""
+    metadata = checkpoints.metadata(path)
+    seconds = float(metadata.get("train_seconds", "0"))
+    return Checkpoint(checkpoint_id, step, path, seconds, metadata.get("final") == "true")
 
 
 class _Silent:
@@ -132,5 +239,7 @@ class _Silent:
     def close(self) -> None: ...
 
 
-def _progress_bar(progress: Callable[..., Any] | None, total: int) -> Any:
-    return progress(total=total, desc="train", unit="step") if progress else _Silent()
+def _progress_bar(progress: Callable[..., Any] | None, total: int, done: int) -> Any:
+    if progress is None:
+        return _Silent()
+    return progress(total=total, initial=done, desc="train", unit="step")
