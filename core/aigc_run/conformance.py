@@ -17,7 +17,7 @@ from __future__ import annotations
 import itertools
 import math
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
@@ -326,8 +326,8 @@ class _Checker:
         images = torch.rand(2, 3, SIZE, SIZE) * 2 - 1
         labels = torch.tensor([0, 1])
         losses = model.train_step(images, labels)
-        if not isinstance(losses, dict) or not all(
-            isinstance(v, int | float) and math.isfinite(v) for v in losses.values()
+        if not isinstance(losses, Mapping) or not all(
+            _finite_number(v) for v in losses.values()
         ):
             self.problem(f"{where}: train_step returned {losses!r}, not finite losses by name")
         noise = torch.randn(2, model.latent_dim)
@@ -533,3 +533,13 @@ def _kind(item: object) -> str:
         ModelFamily: "model family",
         ScenarioFile: "scenario",
     }.get(type(item), type(item).__name__)
+
+
+def _finite_number(value: Any) -> bool:
+    """A loss as train_step may return it: a float, or a 0-dim tensor (read without a sync
+    on a GPU until the engine logs it)."""
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        return value.dim() == 0 and bool(torch.isfinite(value))
+    return isinstance(value, int | float) and math.isfinite(value)
