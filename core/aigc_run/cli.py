@@ -194,6 +194,58 @@ def resume(run_id: int, quiet: bool) -> None:
     _report_result(result)
 
 
+@main.command("sample")
+@click.argument("run_id", type=int)
+@click.option("--count", type=click.IntRange(1, 10_000_000), help="New samples to draw.")
+@click.option(
+    "--regenerate",
+    "indices",
+    type=click.IntRange(0),
+    multiple=True,
+    help="Redraw sample INDEX exactly (repeat for several).",
+)
+@click.option("--seed", type=int, help="Sampling seed (default: the run's sample.seed).")
+@click.option("--checkpoint", "step", type=int, help="Checkpoint step (default: the last).")
+@click.option(
+    "--out",
+    "folder",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Folder to write to (default: a new folder in the run's output folder).",
+)
+def sample(
+    run_id: int,
+    count: int | None,
+    indices: tuple[int, ...],
+    seed: int | None,
+    step: int | None,
+    folder: Path | None,
+) -> None:
+    """Draw more samples from a trained run, or redraw given ones exactly."""
+    from aigc_run.errors import ConfigError
+    from aigc_run.more_samples import default_folder, load_trained, regenerate, sample_more
+
+    if (count is None) == (not indices):
+        raise ConfigError(
+            "give either --count N or --regenerate INDEX",
+            "e.g. aigc-run sample 3 --count 1000, or aigc-run sample 3 --regenerate 17",
+        )
+    plugins = _plugins()
+    trained = load_trained(run_id, step, plugins, Settings())
+    seed = trained.scenario.sample.seed if seed is None else seed
+    if indices:
+        folder = folder or default_folder(trained, "regenerated")
+        for path in regenerate(trained, indices, seed, folder):
+            click.echo(str(path))
+        return
+    assert count is not None
+    folder = folder or default_folder(trained, "samples")
+    result = sample_more(trained, plugins, count, seed, folder)
+    click.echo(
+        f"{result.accepted} samples of {result.generated} drawn (run {run_id}, checkpoint "
+        f"step {trained.step}, seed {seed}) in {folder}; manifest: {folder / 'manifest.csv'}"
+    )
+
+
 def _progress(quiet: bool) -> Any:
     from tqdm.auto import tqdm
 
