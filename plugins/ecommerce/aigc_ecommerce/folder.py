@@ -51,6 +51,7 @@ WHITE = (255, 255, 255)
 REASON_UNREADABLE = "unreadable image"
 REASON_EMPTY = "empty file"
 REASON_TOO_LARGE = "image too large"
+REASON_NOT_FILE = "not a regular file"
 REASON_EXCLUDED = "excluded label"
 REASON_UNKNOWN = "label not in classes"
 REASON_OUTSIDE = "path outside data folder"
@@ -274,7 +275,7 @@ def plan(root: Path, opts: FolderOptions) -> tuple[Path, str, list[Job]]:
         jobs, layout = _plan_tree(root, opts)
     # the folder the user named for the images counts as inside, wherever it points
     allowed = (root,) if opts.image_dir is None else (root, root / opts.image_dir)
-    jobs = [_confined(job, allowed) for job in jobs]
+    jobs = [_safe_to_read(job, allowed) for job in jobs]
     if not any(job.path is not None for job in jobs):
         reasons = Counter(job.skipped for job in jobs)
         found = (
@@ -286,15 +287,18 @@ def plan(root: Path, opts: FolderOptions) -> tuple[Path, str, list[Job]]:
     return root, layout, jobs
 
 
-def _confined(job: Job, folders: tuple[Path, ...]) -> Job:
+def _safe_to_read(job: Job, folders: tuple[Path, ...]) -> Job:
     """The job, or a skip when its file really lives outside the data folder (a symlink
-    pointing elsewhere, or a class folder linked from another disk)."""
+    pointing elsewhere, or a class folder linked from another disk) or is not a regular
+    file (reading a named pipe or a device would never end)."""
     if job.path is None:
         return job
     real = job.path.resolve()
-    if any(real.is_relative_to(folder.resolve()) for folder in folders):
-        return job
-    return Job(job.item, job.label, skipped=REASON_OUTSIDE)
+    if not any(real.is_relative_to(folder.resolve()) for folder in folders):
+        return Job(job.item, job.label, skipped=REASON_OUTSIDE)
+    if not real.is_file():
+        return Job(job.item, job.label, skipped=REASON_NOT_FILE)
+    return job
 
 
 def _unsafe(value: str) -> bool:

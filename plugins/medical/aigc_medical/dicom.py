@@ -44,7 +44,7 @@ def is_dicom(path: Path) -> bool:
     (files from scanners and PACS exports often have no extension at all)."""
     if path.suffix.lower() in (".dcm", ".dicom"):
         return True
-    if path.suffix:
+    if path.suffix or not path.is_file():  # opening a named pipe would block
         return False
     try:
         with path.open("rb") as f:

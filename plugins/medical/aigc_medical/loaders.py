@@ -86,6 +86,8 @@ def load(request: DataRequest) -> Iterator[Item]:
         raise DataError(f"data path does not exist: {path}", LAYOUT_HINT)
     if path.is_dir():
         return load_folder(path, request.image_size, request.options)
+    if not path.is_file():  # a named pipe or a device: reading it would never end
+        raise DataError(f"{path} is not a regular file or a folder", LAYOUT_HINT)
     if path.suffix.lower() == ".npz":
         return load_npz(path, request.options)
     if dicom.is_dicom(path) or nifti.is_nifti(path):
@@ -283,8 +285,11 @@ def load_folder(
     files = _scan_files(folder)
     if not files:
         raise DataError(f"no PNG/JPEG/TIFF, DICOM or NIfTI scans found in {folder}", LAYOUT_HINT)
-    images = [f for f in files if not dicom.is_dicom(f)]
-    ordered = images + dicom.series_order([f for f in files if dicom.is_dicom(f)])
+    # named pipes and devices first: they are skipped unread (reading them never ends)
+    special = [f for f in files if not f.is_file()]
+    regular = [f for f in files if f.is_file()]
+    images = [f for f in regular if not dicom.is_dicom(f)]
+    ordered = special + images + dicom.series_order([f for f in regular if dicom.is_dicom(f)])
     labelled = read.class_folders and any(f.parent != folder for f in files)
     return _iter_folder(folder, ordered, labelled, image_size, read, confined=True)
 
@@ -293,9 +298,10 @@ def _scan_files(folder: Path) -> list[Path]:
     found = []
     for f in sorted(folder.rglob("*")):
         relative = f.relative_to(folder).parts
-        if any(part.startswith(".") for part in relative) or not f.is_file():
+        if any(part.startswith(".") for part in relative) or f.is_dir():
             continue
-        if f.suffix.lower() in IMAGE_SUFFIXES or nifti.is_nifti(f) or dicom.is_dicom(f):
+        named = f.suffix.lower() in IMAGE_SUFFIXES or nifti.is_nifti(f) or dicom.is_dicom(f)
+        if named and f.exists():  # not a broken link; named pipes are listed, to be counted
             found.append(f)
     return found
 
@@ -317,6 +323,8 @@ def _iter_folder(
         if confined and not f.resolve().is_relative_to(real_folder):
             # a downloaded archive's symlink must not make us read the user's other files
             items = [Skipped(name, reasons.OUTSIDE)]
+        elif not f.is_file():
+            items = [Skipped(name, reasons.NOT_FILE)]
         elif labelled and f.parent == folder:
             items = [Skipped(name, "outside a class folder")]
         else:

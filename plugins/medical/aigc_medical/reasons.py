@@ -10,6 +10,7 @@ UNREADABLE = "unreadable image"  # damaged, truncated, or not the format its nam
 EMPTY = "empty file"
 TOO_LARGE = "image too large"  # over Pillow's MAX_IMAGE_PIXELS, or a NIfTI over MAX_VOXELS
 OUTSIDE = "path outside data folder"  # its real location (symlinks followed) is elsewhere
+NOT_FILE = "not a regular file"  # a named pipe or a device: reading it would never end
 NO_PIXELS = "DICOM without pixel data"
 NO_DECODER = "DICOM compression without a decoder"
 NIFTI_DIMENSIONS = "NIfTI not 2-D, 3-D or 4-D"

@@ -9,6 +9,7 @@ and a loader that decodes them anyway fails loudly (a truncated image) instead o
 from __future__ import annotations
 
 import io
+import os
 import struct
 import zlib
 from pathlib import Path
@@ -89,6 +90,12 @@ class BrokenFiles:
         sof = data.index(b"\xff\xc0")
         data[sof + 5 : sof + 9] = struct.pack(">HH", side, side)  # height, width
         return _write(path, bytes(data))
+
+    def named_pipe(self, path: Path) -> Path:
+        """A FIFO: opening it for reading blocks until someone writes, that is, forever."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.mkfifo(path)
+        return path
 
     # -- valid but unusual: must load, upright and in the right colours ---------------------
 

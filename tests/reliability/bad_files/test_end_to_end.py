@@ -1,7 +1,8 @@
 """Broken files through the whole program: ``aigc-run scenario`` in a subprocess prints the
 skip counts and exits 0 while good files remain, and exits non-zero with a two-line error
-(no traceback) when none do. The decompression bombs are loaded in a fresh process whose
-peak memory is measured."""
+(no traceback) when none do. The corpus here includes named pipes, which hang a loader that
+opens them: the subprocess's timeout turns such a hang into a failure. The decompression
+bombs are loaded in a fresh process whose peak memory is measured."""
 
 from __future__ import annotations
 
@@ -65,7 +66,7 @@ def test_bombs_are_refused_in_bounded_memory(broken, tmp_path: Path, tally) -> N
 def _aigc(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "AIGC_HOME": str(home), "OMP_NUM_THREADS": "1"}
     command = [sys.executable, "-m", "aigc_run.cli", *args]
-    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
 
 
 def _corpus(broken, root: Path, medical: bool) -> Counter[str]:
@@ -76,7 +77,12 @@ def _corpus(broken, root: Path, medical: bool) -> Counter[str]:
         broken.good(root / "b" / f"{i}.png", seed=i)
     (root / "a" / "escape.png").symlink_to(broken.good(root.parent / "elsewhere.png"))
     expected["path outside data folder"] += 1
+    broken.named_pipe(root / "a" / "pipe.png")  # a loader that opens it never returns
+    expected["not a regular file"] += 1
     if medical:
+        broken.named_pipe(root / "a" / "pipe.dcm")
+        broken.named_pipe(root / "a" / "pipe")  # no extension: not even a candidate
+        expected["not a regular file"] += 1
         broken.dicom(root / "a" / "no-pixels.dcm", pixels=False)
         broken.dicom(root / "a" / "jpeg-ls.dcm", transfer_syntax="1.2.840.10008.1.2.4.80")
         broken.nifti(root / "a" / "5d.nii.gz", (4, 4, 2, 2, 2))
