@@ -158,6 +158,16 @@ class BrokenFiles:
         ds.save_as(path, enforce_file_format=True, implicit_vr=False, little_endian=True)
         return path
 
+    def dicom_bomb(self, path: Path) -> Path:
+        """A good 16 x 16 DICOM whose header is rewritten to say 1,000 frames of 65,535 x
+        65,535 pixels (8 TB), with the 512 bytes of pixel data it had."""
+        import pydicom
+
+        ds = pydicom.dcmread(self.dicom(path))
+        ds.Rows, ds.Columns, ds.NumberOfFrames = 65_535, 65_535, 1000
+        ds.save_as(path)
+        return path
+
     def nifti(self, path: Path, shape: tuple[int, ...]) -> Path:
         """A NIfTI image of ``shape`` (random values), e.g. (8, 8, 3, 2) for a 4-D series."""
         import nibabel as nib

@@ -51,16 +51,17 @@ def test_bombs_are_refused_in_bounded_memory(broken, tmp_path: Path, tally) -> N
         broken.bomb_png(tmp_path / folder / "bomb-warning.png", side=10_000)
         broken.good(tmp_path / folder / "good.png")
     broken.nifti_bomb(tmp_path / "medical" / "bomb.nii")
+    broken.dicom_bomb(tmp_path / "medical" / "bomb.dcm")
     broken.npz_bomb(tmp_path / "bomb.npz")
     done = subprocess.run(
         [sys.executable, "-c", MEASURE, str(tmp_path)],
         capture_output=True, text=True, timeout=120, check=True,
     )  # fmt: skip
     reasons, peak_mb = done.stdout.strip().splitlines()
-    assert reasons == str(["image too large"] * 7 + ["npz refused"])
+    assert reasons == str(["image too large"] * 7 + ["npz refused", "unreadable image"])
     assert int(peak_mb) < PEAK_LIMIT_MB, f"peak memory {peak_mb} MB while refusing the bombs"
-    tally["bad inputs tried"] += 8
-    tally["bad inputs tried: decompression bombs, memory measured"] += 8
+    tally["bad inputs tried"] += 9
+    tally["bad inputs tried: decompression bombs, memory measured"] += 9
 
 
 def _aigc(home: Path, *args: str) -> subprocess.CompletedProcess[str]:

@@ -37,6 +37,7 @@ def _broken_scans(broken, folder: Path) -> dict[str, str]:
     broken.dicom(folder / "private.dcm", transfer_syntax=PRIVATE_SYNTAX)
     broken.nifti(folder / "5d.nii.gz", (4, 4, 3, 2, 2))
     broken.nifti_bomb(folder / "bomb.nii")
+    broken.dicom_bomb(folder / "bomb.dcm")
     truncated = broken.nifti(folder / "truncated.nii", (8, 8, 4))
     truncated.write_bytes(truncated.read_bytes()[:-100])
     return expected | {
@@ -46,6 +47,7 @@ def _broken_scans(broken, folder: Path) -> dict[str, str]:
         "private.dcm": "DICOM compression without a decoder",
         "5d.nii.gz": "NIfTI not 2-D, 3-D or 4-D",
         "bomb.nii": "image too large",
+        "bomb.dcm": "unreadable image",  # pydicom checks the data's length first
         "truncated.nii": "unreadable image",
     }
 
