@@ -274,7 +274,8 @@ def plan(root: Path, opts: FolderOptions) -> tuple[Path, str, list[Job]]:
     else:
         jobs, layout = _plan_tree(root, opts)
     # the folder the user named for the images counts as inside, wherever it points
-    allowed = (root,) if opts.image_dir is None else (root, root / opts.image_dir)
+    named = (root,) if opts.image_dir is None else (root, root / opts.image_dir)
+    allowed = tuple(folder.resolve() for folder in named)
     jobs = [_safe_to_read(job, allowed) for job in jobs]
     if not any(job.path is not None for job in jobs):
         reasons = Counter(job.skipped for job in jobs)
@@ -287,14 +288,14 @@ def plan(root: Path, opts: FolderOptions) -> tuple[Path, str, list[Job]]:
     return root, layout, jobs
 
 
-def _safe_to_read(job: Job, folders: tuple[Path, ...]) -> Job:
+def _safe_to_read(job: Job, real_folders: tuple[Path, ...]) -> Job:
     """The job, or a skip when its file really lives outside the data folder (a symlink
     pointing elsewhere, or a class folder linked from another disk) or is not a regular
     file (reading a named pipe or a device would never end)."""
     if job.path is None:
         return job
     real = job.path.resolve()
-    if not any(real.is_relative_to(folder.resolve()) for folder in folders):
+    if not any(real.is_relative_to(folder) for folder in real_folders):
         return Job(job.item, job.label, skipped=REASON_OUTSIDE)
     if not real.is_file():
         return Job(job.item, job.label, skipped=REASON_NOT_FILE)
