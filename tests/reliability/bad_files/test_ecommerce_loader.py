@@ -39,10 +39,11 @@ def test_class_subfolders(broken, tmp_path: Path, tally: Counter[str]) -> None:
     (root / "Shoes" / "escape.png").symlink_to(_secret(broken, tmp_path))
     (root / "Linked").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
     expected[OUTSIDE] += 2
+    (root / "Shoes" / "alias.png").symlink_to(root / "Dress" / "0.png")  # inside: fine
 
     samples, reasons = _load(root)
     assert reasons == expected
-    assert Counter(s.label for s in samples) == {"Shoes": 4, "Dress": 2}
+    assert Counter(s.label for s in samples) == {"Shoes": 5, "Dress": 2}
     _count(tally, "class subfolders", expected)
 
 

@@ -61,12 +61,13 @@ def test_folder_of_scans(broken, tmp_path: Path, tally: Counter[str]) -> None:
     broken.nifti(root / "lesion" / "4d.nii.gz", (8, 8, 3, 2))  # a time series: 2 x 3 slices
     (root / "normal" / "escape.png").symlink_to(broken.good(tmp_path / "elsewhere" / "x.png"))
     expected["path outside data folder"] += 1
+    (root / "normal" / "alias.png").symlink_to(root / "lesion" / "a.png")  # inside: fine
     # a linked folder is not even walked into (Path.rglob does not follow links to folders)
     (root / "linked").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
 
     samples, reasons = _load(root)
     assert reasons == expected
-    assert Counter(s.label for s in samples) == {"normal": 4, "lesion": 1 + 1 + 6}
+    assert Counter(s.label for s in samples) == {"normal": 5, "lesion": 1 + 1 + 6}
     tally["bad inputs tried"] += expected.total()
     tally["bad inputs tried: medical folder (images, DICOM, NIfTI)"] += expected.total()
 
