@@ -130,6 +130,24 @@ class BrokenFiles:
         image.save(path, "JPEG", quality=100, exif=exif)
         return path
 
+    def malformed_exif_jpegs(self, folder: Path) -> list[Path]:
+        """Good 40 x 20 photos whose EXIF is broken: an orientation of 9 (there are 8), a
+        block cut in half, and garbage. Read as stored: the pixels are fine."""
+        folder.mkdir(parents=True, exist_ok=True)
+        image = Image.new("RGB", (40, 20), RED)
+        wrong = Image.Exif()
+        wrong[0x0112] = 9
+        turned = Image.Exif()
+        turned[0x0112] = 6
+        blocks = {
+            "orientation-9.jpg": wrong.tobytes(),
+            "cut-exif.jpg": turned.tobytes()[: len(turned.tobytes()) // 2 + 3],
+            "garbage-exif.jpg": b"Exif\0\0" + b"\xde\xad\xbe\xef" * 8,
+        }
+        for name, block in blocks.items():
+            image.save(folder / name, exif=block)
+        return [folder / name for name in blocks]
+
     # -- medical formats ---------------------------------------------------------------------
 
     def dicom(self, path: Path, pixels: bool = True, transfer_syntax: str = "") -> Path:

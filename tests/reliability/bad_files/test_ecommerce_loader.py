@@ -122,6 +122,14 @@ def test_unusual_images_load_upright_in_their_colours(broken, tmp_path: Path) ->
     )
 
 
+@pytest.mark.filterwarnings("ignore:Corrupt EXIF data")
+def test_malformed_exif_loads_as_stored(broken, tmp_path: Path, tally: Counter[str]) -> None:
+    files = broken.malformed_exif_jpegs(tmp_path)
+    samples, reasons = _load(tmp_path)
+    assert not reasons and [s.image.size for s in samples] == [(40, 20)] * len(files)
+    _count(tally, "malformed EXIF", Counter(f.name for f in files))
+
+
 def test_csv_with_missing_columns_is_a_clear_error(tmp_path: Path, tally: Counter[str]) -> None:
     Image.new("RGB", (8, 8)).save(tmp_path / "a.png")
     for header, missing in (("image", "label"), ("label", "image"), ("colour,price", "image")):

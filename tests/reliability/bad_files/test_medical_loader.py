@@ -92,6 +92,15 @@ def test_unusual_images_load_upright_in_grey(broken, tmp_path: Path) -> None:
     assert abs(exif[6, 12] - red) < 12 and abs(exif[42, 12] - blue) < 12
 
 
+@pytest.mark.filterwarnings("ignore:Corrupt EXIF data")
+def test_malformed_exif_loads_as_stored(broken, tmp_path: Path, tally: Counter[str]) -> None:
+    files = broken.malformed_exif_jpegs(tmp_path)
+    samples, reasons = _load(tmp_path)
+    assert not reasons and [s.image.size for s in samples] == [(40, 20)] * len(files)
+    tally["bad inputs tried"] += len(files)
+    tally["bad inputs tried: medical malformed EXIF"] += len(files)
+
+
 @pytest.mark.parametrize(
     "name",
     [
