@@ -17,7 +17,11 @@ Layouts, detected in this order:
 Nothing is dropped silently: every file or row that is not loaded is yielded as
 ``Skipped(item, reason)`` with one of the ``REASON_*`` strings, so the engine can count them.
 Names that come from the CSV never become paths unchecked: absolute paths and ``..`` parts
-are rejected as ``path outside data folder``. (Symlinks the user made are followed.)
+are rejected as ``path outside data folder``, and so is any file whose real location
+(symlinks followed) is outside the data folder: a downloaded archive cannot make the loader
+read the user's other files. Empty files and images over Pillow's ``MAX_IMAGE_PIXELS``
+(decompression bombs, checked from the header before decoding) are skipped with their own
+reasons.
 
 Decoding runs on a few threads (PIL releases the GIL while decoding), in input order.
 JPEGs are decoded at a reduced scale with ``Image.draft`` (at least twice the training size),
@@ -45,6 +49,9 @@ DEFAULT_EXCLUDE_LABELS = ("Not sure", "Other", "Skip")
 WHITE = (255, 255, 255)
 
 REASON_UNREADABLE = "unreadable image"
+REASON_EMPTY = "empty file"
+REASON_TOO_LARGE = "image too large"
+REASON_NOT_FILE = "not a regular file"
 REASON_EXCLUDED = "excluded label"
 REASON_UNKNOWN = "label not in classes"
 REASON_OUTSIDE = "path outside data folder"
@@ -65,7 +72,8 @@ LAYOUT_HINT = (
 )
 
 #: Errors PIL raises for files it cannot decode: bad headers, truncated data, bombs,
-#: malformed EXIF. Each becomes Skipped("unreadable image"), counted and reported.
+#: malformed EXIF. Each becomes Skipped("unreadable image"), counted and reported (a bomb
+#: becomes "image too large" and a zero-byte file "empty file").
 DECODE_ERRORS: tuple[type[BaseException], ...] = (
     OSError,  # includes UnidentifiedImageError and "image file is truncated"
     ValueError,
@@ -165,8 +173,18 @@ def open_image(path: Path, min_side: int) -> Image.Image:
     with Image.open(path) as im:
         if im.format == "JPEG" and min_side > 0:
             im.draft(None, (min_side, min_side))  # scale only; the mode is converted below
+        refuse_bomb(im)
         upright = ImageOps.exif_transpose(im)  # a fully loaded copy, orientation applied
     return to_rgb(upright)
+
+
+def refuse_bomb(im: Image.Image) -> None:
+    """Raise DecompressionBombError for an image (as it will be decoded, after ``draft``) over
+    ``MAX_IMAGE_PIXELS``. Pillow itself only warns up to twice that limit, and each of the
+    decoding threads could then hold half a gigabyte."""
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit is not None and im.width * im.height > limit:
+        raise Image.DecompressionBombError(f"{im.width} x {im.height} pixels")
 
 
 def to_rgb(im: Image.Image) -> Image.Image:
@@ -255,6 +273,10 @@ def plan(root: Path, opts: FolderOptions) -> tuple[Path, str, list[Job]]:
         layout = f"table {csv_path.name}"
     else:
         jobs, layout = _plan_tree(root, opts)
+    # the folder the user named for the images counts as inside, wherever it points
+    named = (root,) if opts.image_dir is None else (root, root / opts.image_dir)
+    allowed = tuple(folder.resolve() for folder in named)
+    jobs = [_safe_to_read(job, allowed) for job in jobs]
     if not any(job.path is not None for job in jobs):
         reasons = Counter(job.skipped for job in jobs)
         found = (
@@ -264,6 +286,20 @@ def plan(root: Path, opts: FolderOptions) -> tuple[Path, str, list[Job]]:
         )
         raise DataError(f"no usable image in {root} (layout: {layout}): {found}", LAYOUT_HINT)
     return root, layout, jobs
+
+
+def _safe_to_read(job: Job, real_folders: tuple[Path, ...]) -> Job:
+    """The job, or a skip when its file really lives outside the data folder (a symlink
+    pointing elsewhere, or a class folder linked from another disk) or is not a regular
+    file (reading a named pipe or a device would never end)."""
+    if job.path is None:
+        return job
+    real = job.path.resolve()
+    if not any(real.is_relative_to(folder) for folder in real_folders):
+        return Job(job.item, job.label, skipped=REASON_OUTSIDE)
+    if not real.is_file():
+        return Job(job.item, job.label, skipped=REASON_NOT_FILE)
+    return job
 
 
 def _unsafe(value: str) -> bool:
@@ -391,11 +427,17 @@ def _plan_tree(root: Path, opts: FolderOptions) -> tuple[list[Job], str]:
 # ---------------------------------------------------------------------------------------
 
 
-def _decode(path: Path, min_side: int) -> Image.Image | None:
+def _decode(path: Path, min_side: int) -> Image.Image | str:
+    """The image, or the reason it is skipped."""
     try:
         return open_image(path, min_side)
+    except Image.DecompressionBombError:
+        return REASON_TOO_LARGE
     except DECODE_ERRORS:
-        return None
+        try:
+            return REASON_EMPTY if path.stat().st_size == 0 else REASON_UNREADABLE
+        except OSError:
+            return REASON_UNREADABLE
 
 
 def load_folder(
@@ -412,7 +454,7 @@ def _decode_all(
 ) -> Iterator[Sample | Skipped]:
     cap = opts.max_per_class
     taken: Counter[str] = Counter()
-    pending: deque[tuple[Job, Future[Image.Image | None] | None]] = deque()
+    pending: deque[tuple[Job, Future[Image.Image | str] | None]] = deque()
     reasons: Counter[str] = Counter()
     loaded = 0
     pool = ThreadPoolExecutor(DECODE_THREADS, thread_name_prefix="aigc-ecommerce-decode")
@@ -435,8 +477,8 @@ def _decode_all(
                 reason = job.skipped or REASON_OVER_MAX
             else:
                 image = future.result()
-                if image is None:
-                    reason = REASON_UNREADABLE
+                if isinstance(image, str):
+                    reason = image
                 elif cap is not None and taken[job.label] >= cap:
                     reason = REASON_OVER_MAX
                 else:

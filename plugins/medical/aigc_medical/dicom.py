@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from aigc_medical import reasons
 from aigc_run.errors import DataError
 
 #: Named windows (centre, width) in Hounsfield units, the presets radiology viewers offer.
@@ -43,7 +44,7 @@ def is_dicom(path: Path) -> bool:
     (files from scanners and PACS exports often have no extension at all)."""
     if path.suffix.lower() in (".dcm", ".dicom"):
         return True
-    if path.suffix:
+    if path.suffix or not path.is_file():  # opening a named pipe would block
         return False
     try:
         with path.open("rb") as f:
@@ -88,14 +89,19 @@ def series_order(paths: Sequence[Path]) -> list[Path]:
 
 def read_frames(path: Path, window: str | tuple[float, float] = "file") -> Iterator[Image.Image]:
     """Yield one 8-bit grayscale image per frame. Raises ``ValueError`` when the file is not
-    readable DICOM with pixel data (including compressed data without an installed decoder)."""
+    readable DICOM, and ``reasons.Unusable`` when it has no pixel data or is compressed in a
+    transfer syntax no installed package decodes (JPEG-LS, say, without pylibjpeg)."""
     import pydicom
     from pydicom.pixels import apply_modality_lut
 
     try:
         ds = pydicom.dcmread(path)
+        if len(ds) == 0:  # the DICM marker and nothing pydicom could parse after it
+            raise ValueError("no data elements")
         if "PixelData" not in ds:
-            raise ValueError("no pixel data")
+            raise reasons.Unusable(reasons.NO_PIXELS)
+        if not _decodable(ds):
+            raise reasons.Unusable(reasons.NO_DECODER)
         pixels = ds.pixel_array  # colour is converted to RGB by pydicom
     except ValueError:
         raise
@@ -117,6 +123,19 @@ def read_frames(path: Path, window: str | tuple[float, float] = "file") -> Itera
     for frame in values:
         scaled = _apply_window(frame, chosen)
         yield Image.fromarray(255 - scaled if invert else scaled)
+
+
+def _decodable(ds: Any) -> bool:
+    """Whether an installed decoder handles the file's transfer syntax (unknown: try it)."""
+    from pydicom.pixels import get_decoder
+
+    syntax = getattr(ds, "file_meta", {}).get("TransferSyntaxUID")
+    if syntax is None:
+        return True
+    try:
+        return bool(get_decoder(syntax).is_available)
+    except NotImplementedError:  # a syntax pydicom has no decoder for at all (private)
+        return False
 
 
 def _window_of(ds: Any, window: str | tuple[float, float]) -> tuple[float, float] | None:

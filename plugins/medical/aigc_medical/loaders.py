@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import re
 import zipfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeAlias
@@ -22,7 +23,7 @@ from typing import Any, TypeAlias
 import numpy as np
 from PIL import Image, ImageOps
 
-from aigc_medical import dicom, nifti
+from aigc_medical import dicom, nifti, reasons
 from aigc_medical.phantoms import phantoms
 from aigc_run.components import DataRequest, Sample, Skipped
 from aigc_run.errors import DataError
@@ -85,6 +86,8 @@ def load(request: DataRequest) -> Iterator[Item]:
         raise DataError(f"data path does not exist: {path}", LAYOUT_HINT)
     if path.is_dir():
         return load_folder(path, request.image_size, request.options)
+    if not path.is_file():  # a named pipe or a device: reading it would never end
+        raise DataError(f"{path} is not a regular file or a folder", LAYOUT_HINT)
     if path.suffix.lower() == ".npz":
         return load_npz(path, request.options)
     if dicom.is_dicom(path) or nifti.is_nifti(path):
@@ -275,44 +278,69 @@ def load_folder(
     ``.nii.gz``). With class subfolders (``normal/a.png``, ``lesion/b.dcm``; scans may sit
     deeper) each scan is labelled by its top subfolder and scans directly in ``folder`` are
     skipped; without subfolders, or with ``class_folders = false``, every scan is
-    unlabelled (``""``). Hidden files and files with other extensions are ignored.
+    unlabelled (``""``). Hidden files and files with other extensions are ignored; a file
+    whose real location (symlinks followed) is outside ``folder`` is skipped.
     """
     read = ReadOptions.parse(options or {})
     files = _scan_files(folder)
     if not files:
         raise DataError(f"no PNG/JPEG/TIFF, DICOM or NIfTI scans found in {folder}", LAYOUT_HINT)
-    images = [f for f in files if not dicom.is_dicom(f)]
-    ordered = images + dicom.series_order([f for f in files if dicom.is_dicom(f)])
+    # named pipes and devices first: they are skipped unread (reading them never ends)
+    special = [f for f in files if not f.is_file()]
+    regular = [f for f in files if f.is_file()]
+    images = [f for f in regular if not dicom.is_dicom(f)]
+    ordered = special + images + dicom.series_order([f for f in regular if dicom.is_dicom(f)])
     labelled = read.class_folders and any(f.parent != folder for f in files)
-    return _iter_folder(folder, ordered, labelled, image_size, read)
+    return _iter_folder(folder, ordered, labelled, image_size, read, confined=True)
 
 
 def _scan_files(folder: Path) -> list[Path]:
     found = []
     for f in sorted(folder.rglob("*")):
         relative = f.relative_to(folder).parts
-        if any(part.startswith(".") for part in relative) or not f.is_file():
+        if any(part.startswith(".") for part in relative) or f.is_dir():
             continue
-        if f.suffix.lower() in IMAGE_SUFFIXES or nifti.is_nifti(f) or dicom.is_dicom(f):
+        named = f.suffix.lower() in IMAGE_SUFFIXES or nifti.is_nifti(f) or dicom.is_dicom(f)
+        if named and f.exists():  # not a broken link; named pipes are listed, to be counted
             found.append(f)
     return found
 
 
 def _iter_folder(
-    folder: Path, files: Sequence[Path], labelled: bool, size: int, read: ReadOptions
+    folder: Path,
+    files: Sequence[Path],
+    labelled: bool,
+    size: int,
+    read: ReadOptions,
+    confined: bool = False,
 ) -> Iterator[Item]:
     usable = 0
+    skipped: Counter[str] = Counter()
+    real_folder = folder.resolve()
     for f in files:
         name = f.relative_to(folder).as_posix()
-        if labelled and f.parent == folder:
-            yield Skipped(name, "outside a class folder")
-            continue
-        label = f.relative_to(folder).parts[0] if labelled else ""
-        for item in _read_any(f, name, label, size, read):
-            usable += isinstance(item, Sample)
+        items: Iterable[Item]
+        if confined and not f.resolve().is_relative_to(real_folder):
+            # a downloaded archive's symlink must not make us read the user's other files
+            items = [Skipped(name, reasons.OUTSIDE)]
+        elif not f.is_file():
+            items = [Skipped(name, reasons.NOT_FILE)]
+        elif labelled and f.parent == folder:
+            items = [Skipped(name, "outside a class folder")]
+        else:
+            label = f.relative_to(folder).parts[0] if labelled else ""
+            items = _read_any(f, name, label, size, read)
+        for item in items:
+            if isinstance(item, Sample):
+                usable += 1
+            else:
+                skipped[item.reason] += 1
             yield item
     if usable == 0:
-        raise DataError(f"none of the {len(files)} scans in {folder} could be used", LAYOUT_HINT)
+        found = "; ".join(f"{n} {reason}" for reason, n in skipped.most_common())
+        raise DataError(
+            f"none of the {len(files)} scans in {folder} could be used ({found})", LAYOUT_HINT
+        )
 
 
 def _read_any(path: Path, name: str, label: str, size: int, read: ReadOptions) -> Iterator[Item]:
@@ -326,40 +354,62 @@ def _read_any(path: Path, name: str, label: str, size: int, read: ReadOptions) -
                     yield Skipped(f"{name} slice {index}", "empty slice")
                 else:
                     yield Sample(image, label)
-        except ValueError:
-            yield Skipped(name, "unreadable image")
+        except ValueError as e:
+            yield Skipped(name, _reason(path, e))
         return
     if dicom.is_dicom(path):
         try:
             frames = list(dicom.read_frames(path, read.window))
-        except ValueError:
-            yield Skipped(name, "unreadable image")
+        except ValueError as e:
+            yield Skipped(name, _reason(path, e))
             return
         yield from (Sample(frame, label) for frame in frames)
         return
     image = read_scan(path, size)
-    yield Sample(image, label) if image is not None else Skipped(name, "unreadable image")
+    yield Skipped(name, image) if isinstance(image, str) else Sample(image, label)
 
 
-def read_scan(path: Path, size: int = 0) -> Image.Image | None:
-    """Decode one scan to an 8-bit grayscale image, or None when it cannot be read.
+def _reason(path: Path, error: Exception) -> str:
+    """The counted reason for a file that gave no image."""
+    if isinstance(error, reasons.Unusable):
+        return error.reason
+    if isinstance(error, Image.DecompressionBombError):
+        return reasons.TOO_LARGE
+    try:
+        return reasons.EMPTY if path.stat().st_size == 0 else reasons.UNREADABLE
+    except OSError:
+        return reasons.UNREADABLE
+
+
+def read_scan(path: Path, size: int = 0) -> Image.Image | str:
+    """Decode one scan to an 8-bit grayscale image, or give the reason it cannot be read.
 
     16-bit and 32-bit scans are stretched from their own minimum to their own maximum, not
-    clipped at 255 (which would turn most X-rays white).
+    clipped at 255 (which would turn most X-rays white). Images over Pillow's
+    ``MAX_IMAGE_PIXELS`` (as decoded: JPEGs at reduced scale) are refused from the header:
+    Pillow itself only warns below twice that.
     """
     try:
         with Image.open(path) as opened:
             if size and opened.format == "JPEG":
                 opened.draft("L", (size, size))  # decode at a fraction of the size: faster
+            limit = Image.MAX_IMAGE_PIXELS
+            if limit is not None and opened.width * opened.height > limit:
+                return reasons.TOO_LARGE
             opened.load()
             image = ImageOps.exif_transpose(opened)
             if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
                 return _stretch_to_8bit(np.asarray(image, dtype=np.float64))
+            if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
+                # transparent parts are background, and a scan's background is black
+                return Image.alpha_composite(
+                    Image.new("RGBA", image.size, (0, 0, 0, 255)), image.convert("RGBA")
+                ).convert("L")
             return image.convert("L")
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
         # OSError covers UnidentifiedImageError and truncated files; a few decoders raise
         # ValueError or SyntaxError on a malformed header.
-        return None
+        return _reason(path, e)
 
 
 def _stretch_to_8bit(values: np.ndarray) -> Image.Image:

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from aigc_medical import reasons
 from aigc_run.errors import DataError
 
 AXES = {"sagittal": 0, "coronal": 1, "axial": 2}  # in RAS: x (left-right), y, z (foot-head)
@@ -26,6 +27,9 @@ DEFAULT_PERCENTILES = (1.0, 99.0)
 DEFAULT_MIN_FOREGROUND = 0.05
 FOREGROUND_LEVEL = 0.05  # a pixel is foreground above 5% of the normalised range
 SUFFIXES = (".nii", ".nii.gz")
+#: The most voxels read from one file (1 GiB as float32; a 512 x 512 x 1024 CT fits). The
+#: header is checked first, so a file that only claims more is skipped without allocating.
+MAX_VOXELS = 2**28
 
 
 def is_nifti(path: Path) -> bool:
@@ -57,13 +61,19 @@ def read_slices(
 ) -> Iterator[tuple[int, Image.Image | None]]:
     """Yield (slice index, 8-bit image) per slice, with None for an empty slice.
 
-    Raises ``ValueError`` when the file is not a readable NIfTI image. A 4D file (a time
-    series) gives the slices of each of its volumes in turn, numbered on.
+    Raises ``ValueError`` when the file is not a readable NIfTI image, ``reasons.Unusable``
+    when it has over 4 dimensions or over ``MAX_VOXELS``. A 4D file (a time series) gives the
+    slices of each of its volumes in turn, numbered on.
     """
     import nibabel as nib
 
     try:
-        image = nib.as_closest_canonical(nib.load(path))
+        image = nib.load(path)  # the header only
+    except Exception as e:  # ImageFileError, a wrong header ...
+        raise ValueError(f"{type(e).__name__}: {e}") from e
+    _check_header(path, image)
+    try:
+        image = nib.as_closest_canonical(image)
         data = np.asarray(image.dataobj, dtype=np.float32)
     except Exception as e:  # ImageFileError, truncated gzip, a wrong header ...
         raise ValueError(f"{type(e).__name__}: {e}") from e
@@ -85,6 +95,21 @@ def read_slices(
                 pixels = (np.rot90(scaled) * 255.0 + 0.5).astype(np.uint8)
                 yield number, Image.fromarray(pixels)
             number += 1
+
+
+def _check_header(path: Path, image: Any) -> None:
+    """Refuse what the header says before any voxel is read (nibabel allocates the whole
+    declared array first, even for a file far too short to fill it)."""
+    shape = tuple(int(n) for n in image.shape)
+    if not 2 <= len(shape) <= 4:
+        raise reasons.Unusable(reasons.NIFTI_DIMENSIONS)
+    voxels = int(np.prod(shape, dtype=np.int64))
+    if voxels > MAX_VOXELS:
+        raise reasons.Unusable(reasons.TOO_LARGE)
+    if not path.name.lower().endswith(".gz"):
+        needed = int(image.header.get_data_offset()) + voxels * image.get_data_dtype().itemsize
+        if path.stat().st_size < needed:
+            raise ValueError(f"truncated: {path.stat().st_size} bytes, the header needs {needed}")
 
 
 def _range(volume: np.ndarray, percentiles: tuple[float, float]) -> tuple[float, float]:
