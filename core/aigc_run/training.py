@@ -103,7 +103,7 @@ def train(
     last = start
     try:
         for step in range(first, cfg.steps + 1):
-            torch.manual_seed(step_seed(cfg.seed, step, ranks.rank))  # CPU and all CUDA devices
+            _seed(step_seed(cfg.seed, step, ranks.rank), device)
             # Drawn on the device: a copy from the CPU would make the GPU wait every step.
             if weights is None:
                 index = torch.randint(len(data), (cfg.batch_size,), device=device)
@@ -143,6 +143,15 @@ def train(
         bar.close()
     assert last is not None  # the final step always writes one
     return last
+
+
+def _seed(seed: int, device: str) -> None:
+    """What ``torch.manual_seed`` does for the generators training draws from (the CPU's
+    and the CUDA devices'), at ~1% of its cost: it also visits every other backend, which
+    took ~0.3 ms a step on a busy CPU."""
+    torch.default_generator.manual_seed(seed)
+    if device.startswith("cuda"):
+        torch.cuda.manual_seed_all(seed)
 
 
 def class_weights(labels: np.ndarray, balance: str) -> torch.Tensor | None:
