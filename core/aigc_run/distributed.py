@@ -107,8 +107,10 @@ def launch(nproc: int, argv: list[str]) -> int:
 
     # Its own logs ("terminating process ...", the worker's traceback again) repeat what
     # the failing worker printed; the summary below says which one failed.
-    for name in ("torch.distributed.elastic", "torch.multiprocessing"):
-        logging.getLogger(name).setLevel(logging.CRITICAL)
+    # Each of its modules sets its logger's level when imported (so: after the imports).
+    for name in list(logging.root.manager.loggerDict):
+        if name.startswith(("torch.distributed.elastic", "torch.multiprocessing")):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
     # As torchrun does: N processes each with all cores' threads would fight over them.
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
     config = LaunchConfig(
@@ -138,9 +140,15 @@ def launch(nproc: int, argv: list[str]) -> int:
 
 def _worker(argv: list[str]) -> None:
     """One worker started by ``launch``: the same command, now with ranks in its environment."""
+    import traceback
+
     from aigc_run.cli import main
 
-    code = main.main(args=argv, prog_name="aigc-run", standalone_mode=False)
+    try:
+        code = main.main(args=argv, prog_name="aigc-run", standalone_mode=False)
+    except Exception:  # a bug, not a user error: its traceback, as in one process
+        traceback.print_exc()
+        sys.exit(1)
     if isinstance(code, int) and code:
         sys.exit(code)
 
@@ -163,7 +171,7 @@ def session() -> Iterator[Ranks]:
 
     timeout = timedelta(seconds=float(os.environ.get("AIGC_DIST_TIMEOUT", DEFAULT_TIMEOUT_S)))
     backend = "gloo"
-    if torch.cuda.is_available():
+    if ranks.local_rank < torch.cuda.device_count():  # one GPU per process on each machine
         torch.cuda.set_device(ranks.local_rank)
         backend = "cpu:gloo,cuda:nccl"
     dist.init_process_group(backend, timeout=timeout)
@@ -197,9 +205,18 @@ def _stop_on_signals() -> dict[int, Any]:
 def local_device(device: str) -> str:
     """The device of this rank: ``cuda`` becomes ``cuda:LOCAL_RANK`` in a run of several."""
     ranks = current()
-    if ranks.active and device == "cuda":
-        return f"cuda:{ranks.local_rank}"
-    return device
+    if not (ranks.active and device == "cuda"):
+        return device
+    import torch
+
+    if ranks.local_rank >= torch.cuda.device_count():
+        raise ConfigError(
+            f"process {ranks.local_rank} of this machine has no GPU of its own: "
+            f"{torch.cuda.device_count()} visible",
+            "start at most one process per GPU (--nproc), or train on the CPU with "
+            "--set train.device=cpu",
+        )
+    return f"cuda:{ranks.local_rank}"
 
 
 # ---------------------------------------------------------------------------------------
