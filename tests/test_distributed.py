@@ -3,6 +3,7 @@ every rank, and a run whose processes were all killed resumes."""
 
 from __future__ import annotations
 
+import csv
 import os
 import subprocess
 import sys
@@ -11,9 +12,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from safetensors.torch import load_file
 
+from aigc_run.components import ModelSpec
+from aigc_run.models import vae
 from aigc_run.registry import Registry
+from aigc_run.sampling import generate
 from aigc_run.settings import Settings
 from aigc_run.training import step_seed
 
@@ -37,7 +42,8 @@ batch_size = 8
 log_every = 1
 checkpoint_every = 5
 [sample]
-count = 4
+count = {count}
+batch_size = 2
 [filters]
 intensity-plausibility = "auto"
 memorisation = "auto"
@@ -89,9 +95,9 @@ def run_cli(*args: str, kill_at: int = 0) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture
 def tiny(tmp_path: Path):
-    def write(family: str, steps: int) -> str:
+    def write(family: str, steps: int, count: int = 4) -> str:
         path = tmp_path / f"tiny-{family}.toml"
-        path.write_text(TINY.format(family=family, steps=steps))
+        path.write_text(TINY.format(family=family, steps=steps, count=count))
         return str(path)
 
     return write
@@ -104,18 +110,35 @@ def test_rank_0_draws_what_one_process_draws_and_other_ranks_differ():
 
 
 def test_two_processes_train_one_run_whose_loss_goes_down(tiny):
-    result = run_cli("scenario", tiny("vae", 30), "--nproc", "2", "--quiet")
+    result = run_cli("scenario", tiny("vae", 30, count=8), "--nproc", "2", "--quiet")
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("completed in") == 1  # rank 1 prints nothing
     registry = Registry(Settings().registry_url)
     (run,) = registry.list_runs()
     detail = registry.get_run(run.id)
-    assert detail.status == "completed" and detail.samples.accepted == 4
+    assert detail.status == "completed" and detail.samples.accepted == 8
     assert [c.step for c in detail.checkpoints] == [5, 10, 15, 20, 25, 30]
     loss = [value for _, value in registry.metric_series(run.id)["loss"]]
     assert len(loss) == 30
     early, late = np.mean(loss[:5]), np.mean(loss[-5:])
     assert late < 0.8 * early, loss
+
+    # Sampling was split in blocks of sample.batch_size (2) indices: rank 0 took 0, 1, 4,
+    # 5, ..., rank 1 took 2, 3, 6, 7, ...; rank 0 merged the manifest in index order.
+    folder = Path(detail.output_dir)
+    with (folder / "manifest.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    indices = [int(r["index"]) for r in rows]
+    assert indices == sorted(indices) and {2, 3} <= set(indices)
+    assert len(rows) == detail.samples.total and not list(folder.glob("manifest.part-*"))
+    # An image of rank 1 regenerates from (checkpoint, seed, index) alone.
+    row = next(r for r in rows if r["index"] == "3")
+    config = detail.config
+    model = vae.create(ModelSpec(1, 16, 2, True, config["model"], config["train"], "cpu"))
+    model.load_state_dict(load_file(detail.checkpoints[-1].path))
+    _, pixels = generate(model, int(row["seed"]), [3], torch.tensor([1]), None, "cpu")
+    written = np.asarray(Image.open(folder / row["file"]))
+    assert np.array_equal(pixels[0, 0].numpy(), written)
 
 
 @pytest.mark.slow

@@ -8,9 +8,10 @@ itself. Either way a worker finds RANK, WORLD_SIZE and LOCAL_RANK in its environ
 joins the process group (gloo for CPU tensors, NCCL for CUDA ones).
 
 Rank 0 does everything a one-process run does: it records the run, logs, writes
-checkpoints, samples and writes the report. The other ranks only train (``follow``): they
-never open the registry, and they start from rank 0's weights, so a resume needs the
-checkpoint on rank 0's machine only. The model family opts in by defining
+checkpoints, the manifest and the report. The other ranks train and sample their part
+(``follow``): they never open the registry, they start from rank 0's weights (so a
+resume needs the checkpoint on rank 0's machine only) and sample with rank 0's final
+weights, handing rank 0 what they generated. The model family opts in by defining
 ``distribute(wrap)``, which wraps its networks in DistributedDataParallel.
 
 A failure on any rank stops all of them: the launcher stops the others (SIGTERM, which
@@ -320,17 +321,24 @@ def any_rank(flag: bool, device: str) -> bool:
 
 
 def follow(
-    scenario: Scenario, plugins: Plugins, settings: Settings, family: Any, device: str
+    scenario: Scenario,
+    plugins: Plugins,
+    settings: Settings,
+    family: Any,
+    writer: Any,
+    device: str,
 ) -> Any:
-    """What a rank other than 0 does in ``run_scenario``: train in step with rank 0.
+    """What a rank other than 0 does in ``run_scenario``: train in step with rank 0, then
+    sample its part.
 
     It loads the data set once rank 0 has cached it, builds the same model and trains;
-    weights and the resume point come from rank 0 (``share_start``). It records nothing
-    and samples nothing: rank 0 does.
+    weights and the resume point come from rank 0 (``share_start``). It records nothing:
+    rank 0 writes the registry, the manifest and the report from what it is sent.
     """
+    from aigc_run import sampling
     from aigc_run.components import RunInfo
     from aigc_run.data import load_dataset
-    from aigc_run.engine import RunResult, _create_model
+    from aigc_run.engine import RunResult, _create_model, _reference
     from aigc_run.training import train
 
     started = time.monotonic()
@@ -343,4 +351,113 @@ def follow(
     run = RunInfo(0, scenario.name, config, Path(), device)
     images, labels = dataset.images[train_idx], dataset.labels[train_idx]
     last = train(model, images, labels, scenario, run, plugins, None)
+    shared = receive_sampling(model)
+    if shared is not None:
+        output_dir, thresholds = shared
+        filters = [
+            sampling.ActiveFilter(c.plugin, c.item, thresholds[c.item.name])
+            for c, _ in sampling.resolve_filters(plugins, scenario)
+            if c.item.name in thresholds
+        ]
+        reference = _reference(dataset, train_idx, device)
+        batches: list[Any] = []
+        result = sampling.sample(
+            model,
+            scenario,
+            filters,
+            writer,
+            reference,
+            device,
+            output_dir,
+            lambda batch, rows: batches.append((batch, rows)),
+            sampling_part(),
+        )
+        send_sampling(result, batches)
     return RunResult(0, Path(), 0, 0, last.path, time.monotonic() - started)
+
+
+# ---------------------------------------------------------------------------------------
+# sampling split across the ranks
+# ---------------------------------------------------------------------------------------
+
+
+def sampling_part() -> tuple[int, int]:
+    """(rank, ranks) that share the sampling: every rank when all run on this machine;
+    rank 0 alone (0, 1) across machines, where the others could not write the run's
+    folder."""
+    ranks = current()
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", ranks.world_size))
+    if ranks.active and local == ranks.world_size:
+        return ranks.rank, ranks.world_size
+    return 0, 1
+
+
+def share_sampling(model: Any, output_dir: Path, thresholds: Mapping[str, float]) -> None:
+    """Rank 0 hands the sampling ranks its final weights (so any image regenerates from its
+    checkpoint), the run's folder and the calibrated filter thresholds."""
+    if sampling_part()[1] > 1:
+        import torch.distributed as dist
+
+        payload = [(model.state_dict(), output_dir, dict(thresholds))]
+        dist.broadcast_object_list(payload, src=0)
+
+
+def receive_sampling(model: Any) -> tuple[Path, dict[str, float]] | None:
+    """On a rank other than 0: rank 0's weights are loaded; the folder and thresholds, or
+    None when this rank does not sample."""
+    if sampling_part()[1] == 1:
+        return None
+    import torch.distributed as dist
+
+    payload: list[Any] = [None]
+    dist.broadcast_object_list(payload, src=0)
+    state, output_dir, thresholds = payload[0]
+    model.load_state_dict(state)
+    return output_dir, thresholds
+
+
+def send_sampling(result: Any, batches: list[Any]) -> None:
+    """A rank other than 0 hands rank 0 what it sampled (counts, accepted pixels, batches)."""
+    import torch.distributed as dist
+
+    dist.gather_object((result, batches), None, dst=0)
+
+
+def gather_sampling(result: Any, output_dir: Path, record: Callable[[Any, Any], None]) -> Any:
+    """Rank 0 adds the other ranks' samples: ``record`` (registry, hooks) sees each of their
+    batches, and their manifest parts are merged into manifest.csv in index order."""
+    import csv
+
+    import torch.distributed as dist
+
+    if sampling_part()[1] == 1:
+        return result
+    parts: list[Any] = [None] * dist.get_world_size()
+    dist.gather_object((result, []), parts, dst=0)
+    for other, batches in parts[1:]:
+        for batch, batch_rows in batches:
+            record(batch, batch_rows)
+        result.generated += other.generated
+        result.accepted += other.accepted
+        for name, n in other.rejected_by.items():
+            result.rejected_by[name] = result.rejected_by.get(name, 0) + n
+        result.accepted_images += other.accepted_images
+        result.accepted_labels += other.accepted_labels
+        result.skipped_filters.update(other.skipped_filters)
+    manifest = output_dir / "manifest.csv"
+    files = [manifest, *(output_dir / f"manifest.part-{r}.csv" for r in range(1, len(parts)))]
+    header: list[str] = []
+    rows: list[list[str]] = []
+    for path in files:
+        with path.open(newline="") as f:
+            reader = csv.reader(f)
+            header = next(reader)
+            rows += list(reader)
+    rows.sort(key=lambda row: int(row[header.index("index")]))
+    merged = manifest.with_name("manifest.csv.tmp")
+    with merged.open("w", newline="") as f:
+        csv.writer(f).writerows([header, *rows])
+    os.replace(merged, manifest)  # a crash leaves the parts and rank 0's own manifest
+    for path in files[1:]:
+        path.unlink()
+    return result

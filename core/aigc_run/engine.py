@@ -81,7 +81,7 @@ def run_scenario(
     chosen_filters = sampling.resolve_filters(plugins, scenario)
     device = distributed.local_device(pick_device(scenario.train.device))
     if not distributed.current().main:  # only rank 0 records, samples and reports
-        return distributed.follow(scenario, plugins, settings, family, device)
+        return distributed.follow(scenario, plugins, settings, family, writer, device)
     output_dir = resume.output_dir if resume else _output_dir(scenario, settings)
 
     registry = Registry(settings.registry_url)
@@ -143,14 +143,17 @@ def run_scenario(
                 f"filter {f.name}: keeps scores {'>=' if f.filter.higher_is_better else '<='} "
                 f"{f.threshold:.4g}"
             )
+        distributed.share_sampling(model, output_dir, {f.name: f.threshold for f in filters})
 
         def record(batch: Any, rows: list[dict[str, Any]]) -> None:
             registry.add_samples(run_id, [dict(r, checkpoint_id=checkpoint.id) for r in rows])
             plugins.after_samples_filtered(run, batch)
 
+        part = distributed.sampling_part()  # (0, 1) in one process
         result = sampling.sample(
-            model, scenario, filters, writer, reference, device, output_dir, record
+            model, scenario, filters, writer, reference, device, output_dir, record, part
         )
+        result = distributed.gather_sampling(result, output_dir, record)
         _report_sampling(result, scenario, say)
         import torch
 
