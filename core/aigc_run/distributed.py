@@ -228,9 +228,11 @@ def local_device(device: str) -> str:
 def data_ready() -> None:
     """Rank 0 has loaded (and cached) the data set; the others may now read the cache."""
     if current().active:
+        import torch
         import torch.distributed as dist
 
-        dist.barrier()
+        # A barrier as an all_reduce of a CPU tensor: always gloo, whatever the backends.
+        dist.all_reduce(torch.zeros(1))
 
 
 def share_start(model: Any, start: Any) -> Any:
