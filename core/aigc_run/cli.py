@@ -7,6 +7,7 @@ inside the commands that need them, so ``aigc-run --help`` starts fast.
 
 from __future__ import annotations
 
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -51,6 +52,14 @@ def _plugins() -> Any:
 
 
 _JSON_HELP = "Print JSON, for scripts."
+_NPROC = click.option(
+    "--nproc",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Train in N processes on this machine with DistributedDataParallel "
+    "(one per GPU, or gloo on the CPU). Started by torchrun, the ranks come from it instead.",
+)
 
 
 @main.group(invoke_without_command=True)
@@ -168,30 +177,62 @@ def scenarios(as_json: bool) -> None:
     help="Override a scenario value, e.g. --set train.steps=2000 (repeatable).",
 )
 @click.option("--quiet", is_flag=True, help="No progress bars.")
+@_NPROC
 def scenario(
-    name_or_file: str, data_path: str | None, overrides: tuple[str, ...], quiet: bool
+    name_or_file: str, data_path: str | None, overrides: tuple[str, ...], quiet: bool, nproc: int
 ) -> None:
     """Run a scenario by name (see `aigc-run scenarios`) or from a TOML file."""
     from aigc_run import scenario as scenarios_module
 
+    if nproc > 1 and "WORLD_SIZE" not in os.environ:
+        extra = [a for o in overrides for a in ("--set", o)]
+        extra += ["--data", data_path] if data_path else []
+        _launch(nproc, ["scenario", name_or_file, *extra, *(["--quiet"] if quiet else [])])
     loaded = _plugins()
     content = _scenario_content(name_or_file, loaded)
     resolved = scenarios_module.resolve(content, overrides, data_path)
+    from aigc_run import distributed
     from aigc_run.engine import run_scenario
 
-    result = run_scenario(resolved, loaded, Settings(), say=click.echo, progress=_progress(quiet))
-    _report_result(result)
+    with distributed.session() as ranks:
+        say, progress = _output(ranks.main, quiet)
+        result = run_scenario(resolved, loaded, Settings(), say=say, progress=progress)
+    if ranks.main:
+        _report_result(result)
 
 
 @main.command()
 @click.argument("run_id", type=int)
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def resume(run_id: int, quiet: bool) -> None:
+@_NPROC
+def resume(run_id: int, quiet: bool, nproc: int) -> None:
     """Continue an interrupted or failed run from its last checkpoint."""
+    if nproc > 1 and "WORLD_SIZE" not in os.environ:
+        _launch(nproc, ["resume", str(run_id), *(["--quiet"] if quiet else [])])
+    from aigc_run import distributed
     from aigc_run.resume import resume_run
 
-    result = resume_run(run_id, _plugins(), Settings(), say=click.echo, progress=_progress(quiet))
-    _report_result(result)
+    with distributed.session() as ranks:
+        say, progress = _output(ranks.main, quiet)
+        result = resume_run(run_id, _plugins(), Settings(), say=say, progress=progress)
+    if ranks.main:
+        _report_result(result)
+
+
+def _launch(nproc: int, argv: list[str]) -> None:
+    """Run the command in ``nproc`` worker processes instead of this one, then exit."""
+    from aigc_run.distributed import launch
+
+    ctx = click.get_current_context()
+    debug = ["--debug"] if ctx.find_root().meta.get("aigc_debug") else []
+    ctx.exit(launch(nproc, [*debug, *argv]))
+
+
+def _output(main_rank: bool, quiet: bool) -> tuple[Any, Any]:
+    """What the command prints: everything on rank 0, nothing on the other ranks."""
+    if main_rank:
+        return click.echo, _progress(quiet)
+    return (lambda _: None), _progress(True)
 
 
 @main.command("sample")

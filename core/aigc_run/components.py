@@ -185,6 +185,10 @@ class GenerativeModel(Protocol):
         A family may also define ``prepare_sampling(images, labels)``: called once after
         the last step with the whole training set (uint8 N x C x H x W and int64 N on the
         device), before the final checkpoint (the vae fits its latent mixture there).
+        And, to train over several processes, ``distribute(wrap)``: called once before the
+        first step on every rank; ``wrap(module)`` returns the module wrapped in
+        DistributedDataParallel, which ``train_step`` then calls (``state_dict`` keeps
+        the plain modules). Families without it are refused with ``--nproc`` > 1.
         """
         ...
 

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from aigc_run import distributed
 from aigc_run.components import FilterContext, ModelSpec, RunInfo
 from aigc_run.data import Dataset, load_dataset, resolve_source, resolve_steps
 from aigc_run.errors import ConfigError
@@ -78,7 +79,9 @@ def run_scenario(
     from aigc_run import sampling
 
     chosen_filters = sampling.resolve_filters(plugins, scenario)
-    device = pick_device(scenario.train.device)
+    device = distributed.local_device(pick_device(scenario.train.device))
+    if not distributed.current().main:  # only rank 0 records, samples and reports
+        return distributed.follow(scenario, plugins, settings, family, writer, device)
     output_dir = resume.output_dir if resume else _output_dir(scenario, settings)
 
     registry = Registry(settings.registry_url)
@@ -102,6 +105,7 @@ def run_scenario(
     try:
         plugins.before_run(run)
         dataset = load_dataset(plugins, scenario, settings.cache_dir, say, _item_progress(progress))
+        distributed.data_ready()  # the other ranks read it from the cache
         _describe_data(dataset, say)
         train_idx, held_idx = dataset.split(scenario.data.holdout, scenario.train.seed)
         model = _create_model(family, scenario, dataset, device)
@@ -139,14 +143,17 @@ def run_scenario(
                 f"filter {f.name}: keeps scores {'>=' if f.filter.higher_is_better else '<='} "
                 f"{f.threshold:.4g}"
             )
+        distributed.share_sampling(model, output_dir, {f.name: f.threshold for f in filters})
 
         def record(batch: Any, rows: list[dict[str, Any]]) -> None:
             registry.add_samples(run_id, [dict(r, checkpoint_id=checkpoint.id) for r in rows])
             plugins.after_samples_filtered(run, batch)
 
+        part = distributed.sampling_part()  # (0, 1) in one process
         result = sampling.sample(
-            model, scenario, filters, writer, reference, device, output_dir, record
+            model, scenario, filters, writer, reference, device, output_dir, record, part
         )
+        result = distributed.gather_sampling(result, output_dir, record)
         _report_sampling(result, scenario, say)
         import torch
 

@@ -81,13 +81,21 @@ def resume_run(
     progress: Callable[..., Any] | None = None,
 ) -> Any:
     """Resume run ``run_id`` through the engine; returns its ``RunResult``."""
+    from aigc_run import distributed
     from aigc_run.engine import run_scenario
 
+    if not distributed.current().main:  # never opens the registry: rank 0 checks the run
+        scenario = distributed.receive_scenario()
+        return run_scenario(scenario, plugins, settings, say, progress)
     registry = Registry(settings.registry_url)
     try:
         registry.reap_dead_runs()  # a run killed with SIGKILL is still marked running
         target = check_resumable(registry, run_id)
         scenario = validate(registry.get_run(run_id).config)
+    except BaseException:
+        distributed.send_scenario(None)  # the other ranks stop; rank 0 says why
+        raise
     finally:
         registry.close()
+    distributed.send_scenario(scenario)
     return run_scenario(scenario, plugins, settings, say, progress, resume=target)

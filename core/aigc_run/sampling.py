@@ -221,24 +221,32 @@ def sample(
     device: str,
     out_dir: Path,
     on_batch: Callable[[FilteredBatch, list[dict[str, Any]]], None],
+    part: tuple[int, int] = (0, 1),
 ) -> SamplingResult:
     """Generate until ``sample.count`` images pass (or ``max_tries`` x count were tried).
 
     Generation and filtering run here; writing runs in worker processes for large runs
     (``output.write_processes``). ``on_batch`` sees each batch once its files are written.
+    ``part`` = (rank, ranks) when several processes share the work (see distributed.py):
+    this one takes every ranks-th block of ``sample.batch_size`` indices, from block
+    ``rank``, until its share of the count passes, and writes its rows to
+    ``manifest.part-RANK.csv``, which rank 0 merges.
     """
     cfg = scenario.sample
+    rank, ranks = part
+    count = cfg.count // ranks + (rank < cfg.count % ranks)  # this process's share
     class_names = list(reference.class_names)
     folders = safe_names(class_names)
     num_classes = max(len(class_names), 1)
     result = SamplingResult()
     filters = list(filters)  # a failing filter may be dropped (sample.on_filter_error)
-    manifest = _Manifest(out_dir / "manifest.csv", [f.name for f in filters])
-    writers = Writers(writer, pool_size(scenario.output.write_processes, cfg.count))
+    name = "manifest.csv" if rank == 0 else f"manifest.part-{rank}.csv"
+    manifest = _Manifest(out_dir / name, [f.name for f in filters])
+    writers = Writers(writer, pool_size(scenario.output.write_processes, count))
     try:
-        while result.accepted < cfg.count and result.generated < cfg.count * cfg.max_tries:
-            size = min(cfg.batch_size, cfg.count - result.accepted)
-            indices = list(range(result.generated, result.generated + size))
+        while result.accepted < count and result.generated < count * cfg.max_tries:
+            size = min(cfg.batch_size, count - result.accepted)
+            indices = _part_indices(result.generated, size, cfg.batch_size, part)
             labels = torch.tensor([i % num_classes for i in indices], dtype=torch.int64)
             images, pixels = generate(model, cfg.seed, indices, labels, cfg.truncation, device)
             context = FilterContext(
@@ -268,6 +276,17 @@ def sample(
     finally:
         manifest.close()
     return result
+
+
+def _part_indices(done: int, size: int, block: int, part: tuple[int, int]) -> list[int]:
+    """The sample indices of this process's next ``size`` samples, ``done`` drawn so far.
+
+    One process: ``done, done + 1, ...``. Several: blocks of ``block`` indices dealt round
+    the ranks, so they never overlap and each batch still cycles through the classes.
+    """
+    rank, ranks = part
+    drawn = range(done, done + size)
+    return [(k // block * ranks + rank) * block + k % block for k in drawn]
 
 
 @dataclass(frozen=True)

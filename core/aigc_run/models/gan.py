@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Annotated, Any, Literal
 
 import torch
@@ -225,6 +225,11 @@ class Gan:
                 net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         # The EMA copy is never trained; it only follows G's weights (and copies its BN stats).
         self.generator_ema = copy.deepcopy(self.generator).eval().requires_grad_(False)
+        # What the updates call: the networks themselves, or their DistributedDataParallel
+        # wrappers in a run over several processes (``distribute``). Checkpoints always hold
+        # the plain networks, so their format does not depend on the number of processes.
+        self.generator_train: nn.Module = self.generator
+        self.discriminator_train: nn.Module = self.discriminator
 
         train = spec.train
         lr = float(train.get("lr", 2e-4))
@@ -238,10 +243,32 @@ class Gan:
 
     # -- training ------------------------------------------------------------------------
 
-    def _d(self, images: torch.Tensor, labels: torch.Tensor, group: int) -> torch.Tensor:
+    def distribute(self, wrap: Callable[[nn.Module], nn.Module]) -> None:
+        """Train G and D through DistributedDataParallel wrappers (``wrap``), which average
+        their gradients over the processes of the run.
+
+        D's update runs one wrapped forward (reals and fakes in one batch) and one backward.
+        G's update scores the fakes with the plain D: D's weights get no gradient there, and
+        a second wrapped forward would wait for a gradient sync that never comes. BatchNorm
+        statistics are per process; DDP copies rank 0's buffers (G's BN statistics, D's
+        spectral-norm vectors) to every rank at each wrapped forward.
+        """
+        if self.options.r1:
+            raise ConfigError(
+                "model.r1: the R1 penalty needs a double backward through D, which "
+                "DistributedDataParallel does not support",
+                "set model.r1=0 to train over several processes, or train in one process",
+            )
+        self.generator_train = wrap(self.generator)
+        self.discriminator_train = wrap(self.discriminator)
+
+    def _d(
+        self, images: torch.Tensor, labels: torch.Tensor, group: int, net: nn.Module | None = None
+    ) -> torch.Tensor:
         if self.options.augment:
             images = augment(images, self.options.augment)
-        return self.discriminator(images, labels, group).float()  # N, float32 for the losses
+        net = self.discriminator if net is None else net
+        return net(images, labels, group).float()  # N, float32 for the losses
 
     def train_step(self, images: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
         """One D and one G update. Returns 0-dim tensors, read only when logged (no GPU wait)."""
@@ -255,12 +282,12 @@ class Gan:
         with torch.autocast(self.device.type, torch.bfloat16, enabled=self.bf16):
             # One generator pass serves both updates (as in the PyTorch DCGAN example): D
             # sees it detached, then G is scored by the updated D. It saves a G forward pass.
-            fake = self.generator(z, labels)  # N x C x H x W
+            fake = self.generator_train(z, labels)  # N x C x H x W
 
             # D: real and fake in one call. D has no batch norm, and its minibatch-std groups
             # (``group`` consecutive images, ``group`` divides N) never straddle the halves.
             both = torch.cat([images, fake.detach().to(images.dtype)])  # 2N x C x H x W
-            scores = self._d(both, torch.cat([labels, labels]), group)
+            scores = self._d(both, torch.cat([labels, labels]), group, self.discriminator_train)
             real_score, fake_score = scores[:n], scores[n:]
             if self.options.loss == "hinge":
                 loss_d = F.relu(1 - real_score).mean() + F.relu(1 + fake_score).mean()

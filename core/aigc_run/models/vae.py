@@ -23,7 +23,7 @@ keys of ``VaeOptions``; ``[train] lr, beta1, beta2``."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Annotated, Any, Literal
 
 import torch
@@ -106,18 +106,30 @@ class Vae:
         self.mixture = LatentMixture(max(self.classes, 1), self.options.components, self.latent_dim)
         self.mixture.to(self.device)
         self.step = 0
+        # What train_step calls: the networks, or their DistributedDataParallel wrappers
+        # (``distribute``); checkpoints always hold the plain ones.
+        self.encoder_train: nn.Module = self.encoder
+        self.decoder_train: nn.Module = self.decoder
+        self.prior_train: nn.Module = self.prior
+
+    def distribute(self, wrap: Callable[[nn.Module], nn.Module]) -> None:
+        """Train through DistributedDataParallel wrappers, which average the gradients over
+        the processes of the run; one forward and one backward of each per step."""
+        self.encoder_train = wrap(self.encoder)
+        self.decoder_train = wrap(self.decoder)
+        self.prior_train = wrap(self.prior)
 
     def train_step(self, images: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
         """One update; returns 0-dim tensors, read only when logged (no GPU wait)."""
         if not self.classes:
             labels = torch.zeros_like(labels)
-        mu, logvar = self.encoder(images, labels)  # N x latent_dim each
+        mu, logvar = self.encoder_train(images, labels)  # N x latent_dim each
         z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()  # reparameterisation trick
-        recon_images = self.decoder(z, labels)  # N x C x H x W
+        recon_images = self.decoder_train(z, labels)  # N x C x H x W
 
         n = images.shape[0]
         recon = (recon_images - images).square().sum() / n
-        offset = mu - self.prior(labels)  # KL(N(mu, var) || N(prior[y], I)), summed over dims
+        offset = mu - self.prior_train(labels)  # KL(N(mu, var) || N(prior[y], I)), summed over dims
         kl = 0.5 * (offset.square() + logvar.exp() - 1.0 - logvar).sum() / n
         # KL warm-up: the weight rises linearly, so the decoder learns to use z before the
         # KL term can push the codes onto the prior (posterior collapse).
