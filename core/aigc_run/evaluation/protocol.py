@@ -33,6 +33,14 @@ SETS = ("reference", "held_out", "generated")
 BATCH = 256  # generated images per forward pass
 
 
+def check_ready(scenario: Scenario) -> None:
+    """Fail before training, not after it, when a chosen feature space cannot be loaded."""
+    if scenario.evaluate.metrics and "inception" in scenario.evaluate.features:
+        from aigc_run.evaluation.inception import weights_path
+
+        weights_path()
+
+
 def evaluate(
     model: GenerativeModel,
     dataset: Dataset,
