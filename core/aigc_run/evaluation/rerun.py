@@ -64,9 +64,17 @@ def evaluate_run(
     say(f"run {run_id}: evaluating {path.name} on {device}")
     output_dir = Path(detail.output_dir)
     figures = protocol.evaluate(
-        model, dataset, train_idx, held_idx, scenario, chosen, device, output_dir,
-        settings.cache_dir, say,
-    )  # fmt: skip
+        model,
+        dataset,
+        train_idx,
+        held_idx,
+        scenario,
+        chosen,
+        device,
+        output_dir,
+        settings.cache_dir,
+        say,
+    )
     checkpoint_id = _checkpoint_id(registry, run_id, str(path))
     for name, value in figures.items():
         registry.add_evaluation(run_id, name, value, checkpoint_id)
