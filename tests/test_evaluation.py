@@ -131,6 +131,10 @@ def test_domain_network_is_cached_and_answers_which_class(tmp_path):
     assert probabilities.shape == (64, 2)
     assert (probabilities.argmax(1).numpy() == labels).mean() > 0.95
     assert cached.is_file()
+    # A quality filter holds float [0, 1] images: the same network answers, from the cache.
+    as_float = domain_features(x.float() / 255, torch.from_numpy(labels), 2, tmp_path)
+    assert torch.allclose(as_float.class_probabilities(x.float() / 255), probabilities, atol=1e-6)
+    assert len(list((tmp_path / "features").iterdir())) == 1
 
 
 # -- through the engine and the CLI -----------------------------------------------------

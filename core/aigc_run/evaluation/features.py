@@ -122,12 +122,13 @@ def domain_features(
 ) -> DomainFeatures:
     """The domain network for these training images: from the cache, or trained now.
 
-    ``images`` are the training images, uint8 N x C x H x W; ``labels`` int64 N class
-    indices (ignored when ``num_classes`` < 2). Training is seeded: the same images give the
-    same network on the same machine, and the cached file gives it everywhere after.
+    ``images`` are the training images, N x C x H x W, uint8 or float in [0, 1] (as a
+    quality filter's ``context.reference``), on any device; ``labels`` int64 N class indices
+    (ignored when ``num_classes`` < 2). Training is seeded: the same images give the same
+    network on the same machine, and the cached file gives it everywhere after.
     """
-    pixels = torch.as_tensor(np.ascontiguousarray(images))
-    targets = torch.as_tensor(np.ascontiguousarray(labels)).long()
+    pixels = _uint8_cpu(torch.as_tensor(images))
+    targets = torch.as_tensor(labels).detach().cpu().long().contiguous()
     classes = num_classes if num_classes >= 2 else 0
     key = fingerprint(pixels, targets, classes)
     path = cache_dir / "features" / f"domain-v{PROTOCOL_VERSION}-{key}.safetensors"
@@ -139,6 +140,12 @@ def domain_features(
         net = train_network(pixels, targets, classes, device)
         checkpoints.save(path, net.state_dict(), {"protocol": str(PROTOCOL_VERSION)})
     return DomainFeatures(net, device)
+
+
+def _uint8_cpu(images: torch.Tensor) -> torch.Tensor:
+    if images.is_floating_point():
+        images = images.detach().mul(255).round().clamp(0, 255).to(torch.uint8)
+    return images.detach().cpu().contiguous()
 
 
 def fingerprint(images: torch.Tensor, labels: torch.Tensor, num_classes: int) -> str:
