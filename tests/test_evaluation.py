@@ -165,7 +165,8 @@ def register_datasets():
 @hookimpl
 def register_metrics():
     return [Metric("spread", "pixel spread", spread, uses_context=True),
-            Metric("mean", "mean pixel", lambda real, generated: float(generated.float().mean()))]
+            Metric("mean", "mean pixel", lambda real, generated: float(generated.float().mean())),
+            Metric("vague", "not a number", lambda context: {"vague": "high"}, uses_context=True)]
 
 @hookimpl
 def register_scenarios():
@@ -243,6 +244,15 @@ def test_evaluate_explains_bad_input(blocks, aigc_home):
     assert space.exit_code == 2 and "evaluate.features" in space.output
     missing = CliRunner().invoke(main, ["evaluate", "999"])
     assert missing.exit_code == 1 and "no run with id 999" in missing.output
+
+
+def test_a_metric_that_returns_no_number_is_named(blocks, aigc_home):
+    args = ["scenario", "blocks", "--quiet", "--set", "evaluate.metrics=['vague']"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1
+    assert "plugin 'blocks'" in result.output and "metric 'vague'" in result.output
+    assert "figure 'vague' is a str, not a number" in result.output
+    assert _only_run().status == "failed"
 
 
 def test_missing_inception_network_fails_before_training(blocks, aigc_home, monkeypatch):
