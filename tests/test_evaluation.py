@@ -308,7 +308,7 @@ def test_inception_fid_on_real_clothing_computes_offline(monkeypatch):
     model = gan.create(ModelSpec(3, 64, 1, False, {"width": 8, "latent_dim": 16}, {}, "cpu"))
     from aigc_run.evaluation.protocol import draw
 
-    generated, _ = draw(model, 12, seed=0, num_classes=1, device="cpu")
+    generated = draw(model, torch.zeros(12, dtype=torch.int64), seed=0, device="cpu")
     network = inception.InceptionFeatures()
     real_features, fake_features = network(real), network(generated)
     assert real_features.shape == (12, 2048)

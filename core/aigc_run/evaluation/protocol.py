@@ -7,7 +7,7 @@ Fixed so that a figure reproduces (docs/evaluation.md has the full statement):
 - held out: ``n = min(evaluate.samples, held-out count)`` of the real images kept out of
   training, a seeded choice with ``evaluate.seed``;
 - generated: ``n`` images from the final checkpoint, unfiltered: image ``i`` from the noise
-  seeded ``(evaluate.seed << 32) + i`` and asked for class ``i % classes``;
+  seeded ``(evaluate.seed << 32) + i`` and asked for the class of held-out image ``i``;
 - features: computed once per feature space and image set, on the run's device.
 """
 
@@ -68,7 +68,12 @@ def evaluate(
         return {}
     held = _choose(held_idx, count, cfg.seed)
     reference = _choose(train_idx, cfg.reference, cfg.seed)
-    generated, generated_labels = draw(model, count, cfg.seed, dataset.num_classes, device)
+    conditional = scenario.model.conditional and dataset.num_classes > 1
+    # Image i is asked for the class of held-out image i: both sets hold the same classes
+    # in the same numbers, so an imbalanced data set does not inflate the figures.
+    held_labels = torch.from_numpy(dataset.labels[held])
+    generated_labels = held_labels if conditional else torch.zeros_like(held_labels)
+    generated = draw(model, generated_labels, cfg.seed, device)
     folder = output_dir / "evaluation"
     folder.mkdir(parents=True, exist_ok=True)
     images = {
@@ -76,10 +81,7 @@ def evaluate(
         "held_out": torch.from_numpy(np.ascontiguousarray(dataset.images[held])),
         "generated": generated,
     }
-    labels = {
-        "reference": torch.from_numpy(dataset.labels[reference]),
-        "held_out": torch.from_numpy(dataset.labels[held]),
-    }
+    labels = {"reference": torch.from_numpy(dataset.labels[reference]), "held_out": held_labels}
     features = FeatureCache(
         images, labels["reference"], dataset.num_classes, cache_dir, device, say
     )
@@ -91,7 +93,7 @@ def evaluate(
         generated=generated,
         generated_labels=generated_labels,
         class_names=list(dataset.class_names),
-        conditional=scenario.model.conditional and dataset.num_classes > 1,
+        conditional=conditional,
         feature_spaces=list(cfg.features),
         features=features,
         output_dir=folder,
@@ -117,22 +119,18 @@ def evaluate(
     return figures
 
 
-def draw(
-    model: GenerativeModel, count: int, seed: int, num_classes: int, device: str
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """``count`` uint8 CPU images from the model and the classes they were asked for."""
+def draw(model: GenerativeModel, labels: torch.Tensor, seed: int, device: str) -> torch.Tensor:
+    """uint8 CPU images from the model, image ``i`` asked for class ``labels[i]``."""
     from aigc_run.sampling import noise_for
 
-    images, labels = [], []
-    for start in range(0, count, BATCH):
-        indices = list(range(start, min(start + BATCH, count)))
-        asked = torch.tensor([i % num_classes for i in indices], dtype=torch.int64)
+    images = []
+    for start in range(0, len(labels), BATCH):
+        indices = list(range(start, min(start + BATCH, len(labels))))
         noise = noise_for(seed, indices, model.latent_dim, None).to(device)
         with torch.no_grad():
-            out = model.generate(noise, asked.to(device)).clamp(-1, 1)
+            out = model.generate(noise, labels[indices].to(device)).clamp(-1, 1)
         images.append(out.add(1).mul(127.5).round().to(torch.uint8).cpu())
-        labels.append(asked)
-    return torch.cat(images), torch.cat(labels)
+    return torch.cat(images)
 
 
 class FeatureCache:
