@@ -13,7 +13,9 @@ from typing import TYPE_CHECKING
 
 from aigc_run import hookimpl
 from aigc_run.components import (
+    EvaluationContext,
     GenerativeModel,
+    Metric,
     ModelFamily,
     ModelSpec,
     Preprocessor,
@@ -84,3 +86,65 @@ def center_crop(image: Image.Image, image_size: int) -> Image.Image:
 def register_preprocessors() -> list[Preprocessor]:
     # Steps every vertical needs live here, so two plugins never register the same name.
     return [Preprocessor("center-crop", "crop the largest centred square", center_crop)]
+
+
+def _figures(module: str, function: str) -> Callable[[EvaluationContext], dict[str, float]]:
+    def compute(context: EvaluationContext) -> dict[str, float]:
+        figures: dict[str, float] = getattr(import_module(module), function)(context)
+        return figures
+
+    return compute
+
+
+@hookimpl
+def register_metrics() -> list[Metric]:
+    # Through the same hook and contract as a plugin's metrics (uses_context: they compare
+    # features of the training, held-out and generated images; see docs/evaluation.md).
+    figures = "aigc_run.evaluation.figures"
+    return [
+        Metric(
+            "fid",
+            "Frechet distance of the feature distributions (lower is better)",
+            _figures(figures, "fid"),
+            uses_context=True,
+        ),
+        Metric(
+            "kid",
+            "kernel (polynomial MMD) distance, unbiased at small sample sizes",
+            _figures(figures, "kid"),
+            uses_context=True,
+        ),
+        Metric(
+            "precision-recall",
+            "k-NN precision (fidelity) and recall (diversity)",
+            _figures(figures, "precision_recall"),
+            higher_is_better=True,
+            uses_context=True,
+        ),
+        Metric(
+            "density-coverage",
+            "k-NN density and coverage, robust to outliers",
+            _figures(figures, "density_coverage"),
+            higher_is_better=True,
+            uses_context=True,
+        ),
+        Metric(
+            "class-fid",
+            "FID within each class, for class-conditional models",
+            _figures(figures, "class_fid"),
+            uses_context=True,
+        ),
+        Metric(
+            "memorisation",
+            "share of samples as close to a training image as almost no unseen real image is",
+            _figures("aigc_run.evaluation.memorisation", "memorisation"),
+            uses_context=True,
+        ),
+        Metric(
+            "tstr",
+            "accuracy on held-out real images of a classifier trained on the samples",
+            _figures(figures, "tstr"),
+            higher_is_better=True,
+            uses_context=True,
+        ),
+    ]

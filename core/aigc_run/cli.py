@@ -404,8 +404,30 @@ def runs_show(run_id: int, as_json: bool) -> None:
             f"; rejected by {k}: {v}" for k, v in rejected_by_filter(s.rejected_by_reason).items()
         )
     )
-    for metric, value in d.evaluations.items():
-        click.echo(f"  {metric}: {value:.4g}")
+    from aigc_run.evaluation import describe
+
+    for line in describe(d.evaluations):
+        click.echo(f"  {line}")
+
+
+@main.command()
+@click.argument("run_id", type=int)
+@click.option("--metrics", help="Comma-separated metric names; default: the run's own.")
+@click.option("--samples", type=int, help="Generated images to compare (evaluate.samples).")
+@click.option("--features", help="Comma-separated feature spaces: domain, inception.")
+def evaluate(run_id: int, metrics: str | None, samples: int | None, features: str | None) -> None:
+    """Evaluate a finished run again, from its final checkpoint (docs/evaluation.md)."""
+    from aigc_run.evaluation import describe
+    from aigc_run.evaluation.rerun import evaluate_run
+
+    def names(text: str | None) -> list[str] | None:
+        return None if text is None else [n.strip() for n in text.split(",") if n.strip()]
+
+    figures = evaluate_run(
+        run_id, _plugins(), Settings(), names(metrics), samples, names(features), click.echo
+    )
+    for line in describe(figures):
+        click.echo(line)
 
 
 def _add_registry_commands() -> None:

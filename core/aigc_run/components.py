@@ -139,16 +139,51 @@ class SampleWriter:
 
 
 @dataclass(frozen=True)
+class EvaluationContext:
+    """What a metric with ``uses_context=True`` may compare (see docs/evaluation.md).
+
+    Images are uint8 CPU tensors N x C x H x W, labels int64 indices into ``class_names``.
+    ``reference`` are training images, ``held_out`` real images the model never saw, and
+    ``generated`` as many images drawn from the model as there are held-out ones, so a
+    figure and its real-vs-real floor are measured on equally many images.
+    """
+
+    reference: torch.Tensor
+    reference_labels: torch.Tensor
+    held_out: torch.Tensor
+    held_out_labels: torch.Tensor
+    generated: torch.Tensor
+    generated_labels: torch.Tensor  # the class each image was asked for
+    class_names: Sequence[str]  # [] when the data has no labels
+    conditional: bool  # a class-conditional model drew them: generated_labels mean something
+    feature_spaces: Sequence[str]  # evaluate.features: "domain", "inception"
+    # features(space, images) -> N x D float features of "reference", "held_out" or
+    # "generated" in a feature space, computed once per run and shared by every metric.
+    features: Callable[[str, str], torch.Tensor]
+    output_dir: Path  # <run output>/evaluation: where a metric may write files
+    device: str
+    seed: int  # evaluate.seed, for anything random in a metric
+
+
+@dataclass(frozen=True)
 class Metric:
     """A figure comparing real and generated images.
 
-    ``compute(real, generated)`` gets uint8 CPU tensors N x C x H x W and returns a float.
+    By default ``compute(real, generated)`` gets uint8 CPU tensors N x C x H x W (training
+    images, then generated ones) and returns a float; the engine also calls it with the
+    held-out real images in place of the generated ones for the real-vs-real floor, stored
+    as ``<name>:floor``.
+
+    With ``uses_context=True`` it is called once as ``compute(context)`` with an
+    ``EvaluationContext`` and returns a float (stored under the metric's name) or a mapping
+    of figure names to floats; it names each figure's floor ``<figure>:floor`` itself.
     """
 
     name: str
     description: str
-    compute: Callable[[torch.Tensor, torch.Tensor], float]
+    compute: Callable[..., float | Mapping[str, float]]
     higher_is_better: bool = False
+    uses_context: bool = False
 
 
 # ---------------------------------------------------------------------------------------

@@ -77,7 +77,9 @@ def run_scenario(
         for name in scenario.evaluate.metrics
     ]
     from aigc_run import sampling
+    from aigc_run.evaluation import protocol
 
+    protocol.check_ready(scenario)
     chosen_filters = sampling.resolve_filters(plugins, scenario)
     device = distributed.local_device(pick_device(scenario.train.device))
     if not distributed.current().main:  # only rank 0 records, samples and reports
@@ -166,12 +168,24 @@ def run_scenario(
         registry.add_evaluation(
             run_id, "acceptance-rate", result.accepted / max(result.generated, 1), checkpoint.id
         )
-        for metric in metrics:
-            real_pixels = torch.from_numpy(dataset.images[held_idx if len(held_idx) else train_idx])
-            value = metric.item.compute(real_pixels, accepted) if accepted is not None else None
-            if value is not None:
-                registry.add_evaluation(run_id, metric.item.name, float(value), checkpoint.id)
-                say(f"{metric.item.name}: {value:.4g}")
+        from aigc_run.evaluation import describe
+
+        figures = protocol.evaluate(
+            model,
+            dataset,
+            train_idx,
+            held_idx,
+            scenario,
+            metrics,
+            device,
+            output_dir,
+            settings.cache_dir,
+            say,
+        )
+        for name, value in figures.items():
+            registry.add_evaluation(run_id, name, value, checkpoint.id)
+        for line in describe(figures):
+            say(line)
         plugins.after_run(run, "completed")
         registry.finish_run(run_id, "completed")
     except KeyboardInterrupt as e:

@@ -81,8 +81,10 @@ def register_sample_writers() -> list[SampleWriter] | None:
 def register_metrics() -> list[Metric] | None:
     """Return metrics that compare real and generated images.
 
-    Called once, when plugins load. A scenario lists them under ``evaluate.metrics``.
-    Return ``None`` or ``[]`` to add nothing.
+    Called once, when plugins load. A scenario lists them under ``evaluate.metrics``; they
+    run at the end of every run and with ``aigc-run evaluate``. ``Metric.compute`` takes
+    ``(real, generated)``, or an ``EvaluationContext`` when ``uses_context`` is set (see
+    ``Metric``). Return ``None`` or ``[]`` to add nothing.
     """
 
 

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from aigc_run.errors import ConfigError
 
@@ -78,8 +78,35 @@ class SampleConfig(_Section):
 FilterThreshold = float | Literal["auto", "off"]
 
 
+#: The engine's own metrics, run at the end of every scenario unless evaluate.metrics says
+#: otherwise (``[]`` switches evaluation off). See docs/evaluation.md.
+DEFAULT_METRICS = (
+    "fid",
+    "kid",
+    "precision-recall",
+    "density-coverage",
+    "class-fid",
+    "memorisation",
+    "tstr",
+)
+
+FeatureSpace = Literal["domain", "inception"]
+DEFAULT_FEATURES: tuple[FeatureSpace, ...] = ("domain",)
+
+
 class EvaluateConfig(_Section):
-    metrics: list[str] = Field(default_factory=list)
+    metrics: list[str] = Field(default_factory=lambda: list(DEFAULT_METRICS))
+    # Feature spaces the feature metrics are computed in: "domain" (a small network trained
+    # on the scenario's training images) and/or "inception" (the standard FID network).
+    features: list[FeatureSpace] = Field(default_factory=lambda: list(DEFAULT_FEATURES))
+    samples: Annotated[int, Field(ge=2, le=1_000_000)] = 1000  # capped by the held-out count
+    reference: Annotated[int, Field(ge=2, le=10_000_000)] = 10_000  # training images compared
+    seed: int = 2024
+
+    @field_validator("features", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
 
 
 class OutputConfig(_Section):

@@ -1,0 +1,119 @@
+"""``aigc-run evaluate RUN_ID``: evaluate a finished run again, from its final checkpoint.
+
+The run's resolved scenario comes from the registry, so the data, the split and the
+protocol are the run's own; ``--metrics``, ``--samples`` and ``--features`` override its
+``evaluate`` section. The figures are added to the registry (the latest ones show in
+``aigc-run runs show``) and the run's ``evaluation/`` folder is written again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from aigc_run import checkpoints
+from aigc_run.data import load_dataset
+from aigc_run.errors import AigcError, ConfigError
+from aigc_run.plugins import Plugins
+from aigc_run.registry import Registry
+from aigc_run.scenario import DEFAULT_METRICS, validate
+from aigc_run.settings import Settings
+
+
+def evaluate_run(
+    run_id: int,
+    plugins: Plugins,
+    settings: Settings,
+    metrics: Sequence[str] | None = None,
+    samples: int | None = None,
+    features: Sequence[str] | None = None,
+    say: Callable[[str], None] = print,
+) -> dict[str, float]:
+    from aigc_run.engine import _create_model, _lookup, pick_device
+    from aigc_run.evaluation import protocol
+
+    registry = Registry(settings.registry_url)
+    detail = registry.get_run(run_id)
+    if detail.status == "running":
+        raise ConfigError(f"run {run_id} is still running", "evaluate it once it has finished")
+    if not detail.checkpoints:
+        raise AigcError(
+            f"run {run_id} has no checkpoint to evaluate ({detail.status})",
+            "only a run that trained has one: run the scenario again",
+        )
+    path = Path(detail.checkpoints[-1].path)
+    if not path.is_file():
+        raise AigcError(
+            f"the final checkpoint of run {run_id} is missing: {path}",
+            "restore the run's output folder, or run the scenario again",
+        )
+    scenario = validate(_with_overrides(detail.config, metrics, samples, features))
+    family = _lookup(
+        plugins.model_families(), scenario.model.family, "model.family", "model families"
+    )
+    chosen = [
+        _lookup(plugins.metrics(), name, "--metrics", "metrics")
+        for name in scenario.evaluate.metrics
+    ]
+    device = pick_device("auto")
+    dataset = load_dataset(plugins, scenario, settings.cache_dir, say)
+    train_idx, held_idx = dataset.split(scenario.data.holdout, scenario.train.seed)
+    model = _create_model(family, scenario, dataset, device)
+    model.load_state_dict(checkpoints.load(path))
+    say(f"run {run_id}: evaluating {path.name} on {device}")
+    output_dir = Path(detail.output_dir)
+    figures = protocol.evaluate(
+        model,
+        dataset,
+        train_idx,
+        held_idx,
+        scenario,
+        chosen,
+        device,
+        output_dir,
+        settings.cache_dir,
+        say,
+    )
+    checkpoint_id = _checkpoint_id(registry, run_id, str(path))
+    for name, value in figures.items():
+        registry.add_evaluation(run_id, name, value, checkpoint_id)
+    return figures
+
+
+def _with_overrides(
+    config: Any,
+    metrics: Sequence[str] | None,
+    samples: int | None,
+    features: Sequence[str] | None,
+) -> dict[str, Any]:
+    tree = dict(config)
+    section = dict(tree.get("evaluate") or {})
+    if metrics is not None:
+        section["metrics"] = list(metrics)
+    elif not section.get("metrics"):
+        # The run had evaluation switched off; asking for it now means the defaults.
+        section["metrics"] = list(DEFAULT_METRICS)
+    if samples is not None:
+        section["samples"] = samples
+    if features is not None:
+        section["features"] = list(features)
+    tree["evaluate"] = section
+    return tree
+
+
+def _checkpoint_id(registry: Registry, run_id: int, path: str) -> int | None:
+    """The registry id of the checkpoint, so the figures are recorded against it."""
+    import sqlalchemy as sa
+
+    from aigc_run.registry import CheckpointRow
+
+    query = (
+        sa.select(CheckpointRow.id)
+        .where(CheckpointRow.run_id == run_id, CheckpointRow.path == path)
+        .order_by(CheckpointRow.id.desc())
+        .limit(1)
+    )
+    with registry.engine.connect() as connection:
+        found: int | None = connection.scalar(query)
+    return found
