@@ -45,6 +45,8 @@ TINY_RUN = [
     "filters.near-duplicate=1.0",
     "--set",
     "filters.catalogue-copy=off",
+    "--set",
+    "filters.class-consistency=off",
 ]
 
 

@@ -303,15 +303,18 @@ class _Checker:
 
         shape = (8, self.channels()[0], SIZE, SIZE)
         real = torch.randint(0, 256, shape, dtype=torch.uint8)
-        value = metric.compute(real, torch.randint(0, 256, shape, dtype=torch.uint8))
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, int | float)
-            or not math.isfinite(value)
-        ):
+        if metric.uses_context:
+            with tempfile.TemporaryDirectory() as folder:
+                value = metric.compute(_random_evaluation(shape, Path(folder)))
+        else:
+            value = metric.compute(real, torch.randint(0, 256, shape, dtype=torch.uint8))
+        figures = value if isinstance(value, Mapping) else {metric.name: value}
+        bad = {k: v for k, v in figures.items() if not _finite_number(v) or isinstance(v, bool)}
+        if bad or not figures:
             self.problem(f"metric {metric.name!r} returned {value!r}, not a finite number")
         else:
-            self.report.checked.append(f"metric {metric.name!r}: {value:.4g} on random images")
+            shown = ", ".join(f"{k} {float(v):.4g}" for k, v in figures.items())
+            self.report.checked.append(f"metric {metric.name!r}: {shown} on random images")
 
     def model_family(self, family: ModelFamily) -> None:
         import torch
@@ -326,9 +329,7 @@ class _Checker:
         images = torch.rand(2, 3, SIZE, SIZE) * 2 - 1
         labels = torch.tensor([0, 1])
         losses = model.train_step(images, labels)
-        if not isinstance(losses, Mapping) or not all(
-            _finite_number(v) for v in losses.values()
-        ):
+        if not isinstance(losses, Mapping) or not all(_finite_number(v) for v in losses.values()):
             self.problem(f"{where}: train_step returned {losses!r}, not finite losses by name")
         noise = torch.randn(2, model.latent_dim)
         out = model.generate(noise, labels)
@@ -543,3 +544,39 @@ def _finite_number(value: Any) -> bool:
     if isinstance(value, torch.Tensor):
         return value.dim() == 0 and bool(torch.isfinite(value))
     return isinstance(value, int | float) and math.isfinite(value)
+
+
+def _random_evaluation(shape: tuple[int, ...], folder: Path) -> Any:
+    """An EvaluationContext over random images in two classes, with cheap features (4 x 4
+    thumbnails): enough to see a metric run and return numbers, not to judge them."""
+    import torch
+
+    from aigc_run.components import EvaluationContext
+
+    n = 32
+    generator = torch.Generator().manual_seed(0)
+    images = {
+        name: torch.randint(0, 256, (n, *shape[1:]), dtype=torch.uint8, generator=generator)
+        for name in ("reference", "held_out", "generated")
+    }
+    labels = torch.arange(n) % 2
+
+    def features(space: str, name: str) -> torch.Tensor:
+        thumbnails = torch.nn.functional.adaptive_avg_pool2d(images[name].float() / 255, 4)
+        return thumbnails.flatten(1)
+
+    return EvaluationContext(
+        reference=images["reference"],
+        reference_labels=labels,
+        held_out=images["held_out"],
+        held_out_labels=labels,
+        generated=images["generated"],
+        generated_labels=labels,
+        class_names=["a", "b"],
+        conditional=True,
+        feature_spaces=["domain"],
+        features=features,
+        output_dir=folder,
+        device="cpu",
+        seed=0,
+    )

@@ -189,3 +189,18 @@ def catalogue_copy(images: torch.Tensor, context: FilterContext) -> torch.Tensor
         dist = torch.cdist(thumbs, chunk, compute_mode="donot_use_mm_for_euclid_dist")
         best = torch.minimum(best, dist.amin(dim=1))
     return best / math.sqrt(thumbs.shape[1])
+
+
+# class-consistency ----------------------------------------------------------------------
+
+#: Probability, by the domain classifier trained on the catalogue, that a sample shows the
+#: category it was drawn for. A "Shoes" sample the classifier calls "Pants" scores near 0.
+#: With "auto" the engine loosens it until 90% of held-out real photos pass.
+CLASS_CONSISTENCY_THRESHOLD = 0.5
+
+
+def class_consistency(images: torch.Tensor, context: FilterContext) -> torch.Tensor:
+    """P(asked category | image) by the domain classifier (1.0 for unlabelled data)."""
+    from aigc_run.evaluation.classifier import asked_class_probability
+
+    return asked_class_probability(images, context)

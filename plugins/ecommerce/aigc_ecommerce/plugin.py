@@ -149,6 +149,14 @@ def register_quality_filters() -> list[QualityFilter]:
             threshold=filters.COLOUR_CAST_THRESHOLD,
             higher_is_better=False,
         ),
+        QualityFilter(
+            name="class-consistency",
+            description="probability, by the domain classifier trained on the catalogue, "
+            "that a sample shows the category it was drawn for",
+            score=filters.class_consistency,
+            threshold=filters.CLASS_CONSISTENCY_THRESHOLD,
+            higher_is_better=True,
+        ),
     ]
 
 

@@ -124,3 +124,16 @@ def nearest_training_distance(images: torch.Tensor, context: FilterContext) -> t
         ).clamp_min(0.0)  # N x chunk
         best = torch.minimum(best, d2.min(dim=1).values)
     return (best / samples.shape[1]).sqrt()
+
+
+#: The domain classifier's confidence that a sample shows the class (finding) it was drawn
+#: for: an image that matches no class of the training scans scores low. With "auto" the
+#: engine loosens it until 90% of held-out real scans pass. Unlabelled data: always 1.
+ANATOMY_THRESHOLD = 0.5
+
+
+def anatomical_plausibility(images: torch.Tensor, context: FilterContext) -> torch.Tensor:
+    """P(asked class | image) by the domain classifier trained on the training scans."""
+    from aigc_run.evaluation.classifier import asked_class_probability
+
+    return asked_class_probability(images, context)

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from aigc_medical import filters, loaders, preprocess, writers
+from aigc_medical import filters, loaders, preprocess, privacy, writers
 from aigc_run import hookimpl
 from aigc_run.components import (
     DatasetSource,
     Preprocessor,
     QualityFilter,
+    RunInfo,
     SampleWriter,
     ScenarioFile,
 )
@@ -77,6 +78,16 @@ def register_quality_filters() -> list[QualityFilter]:
             threshold=filters.MEMORISATION_THRESHOLD,
             higher_is_better=True,
         ),
+        QualityFilter(
+            name="anatomical-plausibility",
+            description=(
+                "probability, by the domain classifier trained on the training scans, "
+                "that a sample shows the class it was drawn for (higher is better)"
+            ),
+            score=filters.anatomical_plausibility,
+            threshold=filters.ANATOMY_THRESHOLD,
+            higher_is_better=True,
+        ),
     ]
 
 
@@ -106,3 +117,12 @@ def register_scenarios() -> list[ScenarioFile]:
             path=SCENARIO_DIR / "medical.toml",
         )
     ]
+
+
+@hookimpl
+def after_run(run: RunInfo, status: str) -> None:
+    """A medical run's privacy audit, beside its samples (privacy_audit.md and .json)."""
+    if run.config.get("plugin") == "medical":
+        path = privacy.write_audit(run)
+        if path is not None:
+            print(f"privacy audit: {path}")
