@@ -2,7 +2,8 @@
 
 Both train on the same images (the scenario's own loading and preprocessing, at 32x32)
 for the same wall-clock budget, one after the other in this process, then both are
-scored with the same feature network and the same number of samples. Writes JSON with
+scored with the same feature networks (the domain network trained on the data, and the
+standard Inception network unless --no-inception) and the same number of samples. Writes JSON with
 both FIDs, their ratio (scenario / DCGAN: below 1 means the scenario recipe wins), the
 steps each did and the budget.
 
@@ -28,6 +29,7 @@ import math
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -47,32 +49,28 @@ IMAGE_SIZE = 32
 # -- scoring ----------------------------------------------------------------------------
 
 
-def score(real: torch.Tensor, fake: torch.Tensor) -> dict[str, float]:
-    """FIDs of ``fake`` against ``real`` (uint8 CPU tensors N x C x H x W); lower is better.
+def make_scorer(
+    images: np.ndarray, labels: np.ndarray, classes: int, cache: Path, inception: bool
+) -> Callable[[torch.Tensor, torch.Tensor], dict[str, float]]:
+    """``score(real, fake)``: FIDs of ``fake`` against ``real`` (uint8 N x C x H x W CPU
+    tensors), lower is better, in the evaluation's feature spaces (docs/evaluation.md): the
+    domain network trained on this data set (``fid_domain``) and, with ``inception``, the
+    standard TF-Inception network (``fid_inception``, comparable with published tables).
+    Both recipes are scored by the same networks on the same real images."""
+    from aigc_run.evaluation.features import domain_features
+    from aigc_run.evaluation.inception import InceptionFeatures
+    from aigc_run.evaluation.metrics import fid
 
-    PLACEHOLDER until ``aigc_run.evaluation`` is merged: the Frechet distance of 16x16
-    down-sampled pixels, which ranks gross failures but not fine detail. The lead replaces
-    this body with the standard Inception FID and the domain FID from
-    ``aigc_run.evaluation``, keeping the signature; each key of the returned dict gets
-    its own ratio in the JSON.
-    """
-    return {"fid_pixels16": frechet_distance(_pixels16(real), _pixels16(fake))}
+    domain = domain_features(images, labels, classes, cache)
+    standard = InceptionFeatures() if inception else None
 
+    def score(real: torch.Tensor, fake: torch.Tensor) -> dict[str, float]:
+        scores = {"fid_domain": fid(domain(real), domain(fake))}
+        if standard is not None:
+            scores["fid_inception"] = fid(standard(real), standard(fake))
+        return scores
 
-def _pixels16(images: torch.Tensor) -> torch.Tensor:
-    small = F.interpolate(images.float() / 255, size=(16, 16), mode="area")  # N x C x 16 x 16
-    return small.flatten(1).double()
-
-
-def frechet_distance(a: torch.Tensor, b: torch.Tensor) -> float:
-    """||mu_a - mu_b||^2 + tr(S_a + S_b - 2 (S_a S_b)^1/2) for features N x D (float64)."""
-    mu_a, mu_b = a.mean(0), b.mean(0)
-    cov_a, cov_b = torch.cov(a.T), torch.cov(b.T)
-    # tr((S_a S_b)^1/2) is the sum of the square roots of the eigenvalues of S_a S_b,
-    # which are real and >= 0 in theory; rounding makes them slightly complex or negative.
-    roots = torch.linalg.eigvals(cov_a @ cov_b).real.clamp_min(0).sqrt().sum()
-    value = (mu_a - mu_b).square().sum() + cov_a.trace() + cov_b.trace() - 2 * roots
-    return float(value)
+    return score
 
 
 # -- the canonical DCGAN ------------------------------------------------------------------
@@ -243,6 +241,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "aigc-bench")
     parser.add_argument("--out", type=Path, help="write the JSON here too")
+    parser.add_argument(
+        "--no-inception",
+        dest="inception",
+        action="store_false",
+        help="skip the standard Inception FID (slow on a CPU; needs aigc-run[inception])",
+    )
     args = parser.parse_args(argv)
 
     scenario, dataset, plugins = load(args.data, args.data_dir, args.cache)
@@ -251,6 +255,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         len(dataset.images), min(args.samples, len(dataset.images)), replace=False
     )
     real = torch.from_numpy(dataset.images[np.sort(real_index)])
+    score = make_scorer(
+        dataset.images, dataset.labels, dataset.num_classes, args.cache, args.inception
+    )
 
     generator, dcgan_steps, dcgan_seconds = train_dcgan(
         dataset.images, args.minutes, args.seed, args.dcgan_width, args.device
