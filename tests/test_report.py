@@ -111,7 +111,11 @@ def test_every_run_ends_with_a_report_whose_pictures_all_exist(tiny_run):
     rejected = [n for n in names if n.startswith("rejected-")]
     assert len(rejected) == min(detail.samples.total - detail.samples.accepted, 24)
     assert "near-duplicate" in html and "threshold 1 (dashed)" in html
-    assert "Memorisation was not computed for this run" in html
+    # evaluation runs at the end of every scenario: its closest pairs are on the page
+    pairs = json.loads((Path(detail.output_dir) / "evaluation" / "memorisation.json").read_text())
+    assert pairs and "Memorisation was not computed for this run" not in html
+    shown = sum(n.startswith("memorised-") for n in names)
+    assert shown == sum(n.startswith("nearest-") for n in names) == min(len(pairs), 12)
     assert "acceptance-rate" in html
     assert json.dumps(detail.config["train"]["steps"]) in html
 
