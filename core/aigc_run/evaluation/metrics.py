@@ -35,7 +35,9 @@ def fid(real: torch.Tensor, fake: torch.Tensor) -> float:
     """Fréchet distance between Gaussians fitted to two feature sets (each needs >= 2 rows)."""
     from torchmetrics.image.fid import FrechetInceptionDistance
 
-    metric = FrechetInceptionDistance(feature=Precomputed(real.shape[1]))
+    # sync_on_compute=False: the figures are this process's own. In a distributed run only
+    # rank 0 evaluates; torchmetrics' default would wait for the other ranks to join in.
+    metric = FrechetInceptionDistance(feature=Precomputed(real.shape[1]), sync_on_compute=False)
     metric.update(real.detach().double().cpu(), real=True)
     metric.update(fake.detach().double().cpu(), real=False)
     return float(metric.compute())
@@ -50,7 +52,10 @@ def kid(real: torch.Tensor, fake: torch.Tensor, seed: int) -> tuple[float, float
     with warnings.catch_warnings():  # "saves all features": ours are computed already
         warnings.simplefilter("ignore", UserWarning)
         metric = KernelInceptionDistance(
-            feature=Precomputed(real.shape[1]), subsets=KID_SUBSETS, subset_size=size
+            feature=Precomputed(real.shape[1]),
+            subsets=KID_SUBSETS,
+            subset_size=size,
+            sync_on_compute=False,  # as for FID
         )
     metric.update(real.detach().double().cpu(), real=True)
     metric.update(fake.detach().double().cpu(), real=False)
