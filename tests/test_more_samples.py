@@ -22,6 +22,7 @@ TINY = [
     "--set", "sample.count=6", "--set", "sample.batch_size=4",
     # lenient fixed thresholds: a 6-step model's samples pass, and the run records them
     "--set", "filters.intensity-plausibility=1000", "--set", "filters.memorisation=0",
+    "--set", "filters.anatomical-plausibility=off",
 ]  # fmt: skip
 
 

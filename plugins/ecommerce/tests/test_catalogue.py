@@ -80,7 +80,8 @@ def test_a_tiny_ecommerce_run_writes_a_catalogue(tmp_path: Path) -> None:
     out = tmp_path / "out"
     sets = ["train.steps=2", "train.batch_size=4", "model.width=8", "sample.count=6",
             "data.options.demo_count=24", "output.writer=catalogue", f"output.folder={out}",
-            "filters.background-clean=0", "filters.near-duplicate=off"]  # fmt: skip
+            "filters.background-clean=0", "filters.near-duplicate=off",
+            "filters.class-consistency=off"]  # fmt: skip
     args = [AIGC_RUN, "scenario", "ecommerce", "--quiet"]
     for s in sets:
         args += ["--set", s]

@@ -46,6 +46,7 @@ def test_each_hook_returns_the_contract_types() -> None:
             "object-margin",
             "sharpness",
             "colour-cast",
+            "class-consistency",
         ],
         "register_sample_writers": ["catalogue"],
         "register_scenarios": ["ecommerce"],
@@ -70,6 +71,7 @@ def test_scenario_file_is_shipped_and_valid() -> None:
         "object-margin": "off",
         "sharpness": "off",
         "colour-cast": "off",
+        "class-consistency": "auto",
     }
     assert set(parsed.filters) <= {f.name for f in plugin.register_quality_filters()}
     assert parsed.output.writer == "png"

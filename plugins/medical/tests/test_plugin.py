@@ -34,7 +34,7 @@ def test_hooks_match_the_contract_and_return_typed_objects() -> None:
             names += [item.name for item in result]
     assert sorted(names) == sorted(
         ["scans", "normalize-intensity", "intensity-plausibility",
-         "memorisation", "dicom", "medical"]
+         "memorisation", "anatomical-plausibility", "dicom", "medical"]
     )  # fmt: skip
 
 
@@ -57,7 +57,11 @@ def test_scenario_file_is_the_repository_copy_and_valid() -> None:
     assert parsed.data.source == "scans" and parsed.data.image_size == 32
     assert parsed.preprocess.steps == ["normalize-intensity"]
     assert parsed.model.family == "gan" and parsed.model.conditional
-    assert parsed.filters == {"intensity-plausibility": "auto", "memorisation": "auto"}
+    assert parsed.filters == {
+        "intensity-plausibility": "auto",
+        "memorisation": "auto",
+        "anatomical-plausibility": "auto",
+    }
     assert parsed.output.writer == "png" and parsed.sample.count == 64
     registered = {p.name for p in plugin.register_preprocessors()}
     assert set(parsed.preprocess.steps) <= registered
