@@ -25,7 +25,16 @@ def test_quality_vs_dcgan_writes_both_scores_and_the_ratio(tmp_path: Path):
     spec.loader.exec_module(benchmark)
     out = tmp_path / "result.json"
     args = ["--data", "pneumoniamnist", "--data-dir", str(DATA), "--minutes", "0.05"]
-    args += ["--samples", "200", "--cache", str(tmp_path), "--out", str(out), "--no-inception"]
+    args += [
+        "--samples",
+        "200",
+        "--cache",
+        str(tmp_path),
+        "--out",
+        str(out),
+        "--inception-samples",
+        "0",
+    ]
     benchmark.main(args)
     result = json.loads(out.read_text())
     assert result["budget_minutes"] == 0.05 and result["image_size"] == 32
