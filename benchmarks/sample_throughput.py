@@ -4,8 +4,8 @@
         [--batch-sizes 64,256,1024] [--images 4096] [--png-images 2048] [--json out.json]
 
 Two figures per batch size, images per second:
-  generator   noise -> G -> uint8, on the device (the engine: ``sampling.generate``, which
-              draws per-index seeded noise so every image can be regenerated)
+  generator   noise -> G -> uint8, on the device (the engine: ``sampling.generate_on_device``,
+              which draws each image's noise from (seed, index) so it can be regenerated)
   end to end  the same, filters off, written as PNG files (the engine: ``sampling.sample``
               with the png writer in worker processes; the plain loop saves each PNG in turn)
 The engine/plain ratio is the figure to watch (target >= 0.95). For end to end it also
@@ -37,7 +37,7 @@ PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12, "B200
 
 
 def plain_generator(model, batch: int, device: str):
-    """The loop a user would write: random noise, G, uint8."""
+    """The loop a user would write: random noise, G, uint8 (on the device, as the engine's)."""
     labels = torch.arange(batch, device=device) % CLASSES
     net = model.generator_ema
     cuda = device.startswith("cuda")
@@ -46,7 +46,7 @@ def plain_generator(model, batch: int, device: str):
         with torch.inference_mode(), torch.autocast("cuda", torch.bfloat16, enabled=cuda):
             z = torch.randn(batch, model.latent_dim, device=device)
             images = net(z, labels).float().clamp(-1, 1).add(1).mul(127.5).round()
-            return images.to(torch.uint8).cpu()
+            return images.to(torch.uint8)
 
     return step
 
@@ -56,7 +56,7 @@ def engine_generator(model, batch: int, device: str):
 
     def step(start: int) -> torch.Tensor:
         indices = range(start, start + batch)
-        return sampling.generate(model, 1234, indices, labels, None, device)[1]
+        return sampling.generate_on_device(model, 1234, indices, labels, None, device)[1]
 
     return step
 
@@ -94,7 +94,7 @@ def plain_to_png(model, batch: int, images: int, device: str, folder: Path) -> t
 def _plain_png_loop(step, batch: int, images: int, folder: Path) -> None:
     done = 0
     while done < images:
-        pixels = step(done)
+        pixels = step(done).cpu()
         write_png(folder, [f"{done + k:07d}" for k in range(len(pixels))], pixels)
         done += batch
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
 from PIL import Image
+from sqlalchemy import text
 
 from aigc_run.cli import main
 from aigc_run.registry import Registry
@@ -104,3 +106,30 @@ def test_sampling_an_unknown_run_is_explained() -> None:
     result = CliRunner().invoke(main, ["sample", "41", "--count", "3"])
     assert result.exit_code != 0
     assert "41" in result.output and "Traceback" not in result.output
+
+
+def test_a_run_recorded_before_sample_noise_regenerates_with_its_own_noise(tmp_path: Path):
+    result = CliRunner().invoke(main, [*TINY, "--set", "sample.noise=generator"])
+    assert result.exit_code == 0, result.output
+    registry = Registry(Settings().registry_url)
+    (summary,) = registry.list_runs()
+    output = Path(registry.get_run(summary.id).output_dir)
+    # the row as an earlier aigc-run wrote it: no sample.noise key
+    with registry.engine.begin() as connection:
+        config = connection.execute(
+            text("SELECT config FROM aigc_runs WHERE id = :id"), {"id": summary.id}
+        ).scalar_one()
+        config = json.loads(config) if isinstance(config, str) else config
+        del config["sample"]["noise"]
+        connection.execute(
+            text("UPDATE aigc_runs SET config = :config WHERE id = :id"),
+            {"config": json.dumps(config), "id": summary.id},
+        )
+    registry.close()
+    row = _manifest(output)[0]
+    again = CliRunner().invoke(
+        main, ["sample", str(summary.id), "--regenerate", row["index"], "--out", str(tmp_path)]
+    )
+    assert again.exit_code == 0, again.output
+    redrawn = np.asarray(Image.open(again.output.split()[0]))
+    assert np.array_equal(redrawn, np.asarray(Image.open(output / row["file"])))

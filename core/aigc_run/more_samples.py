@@ -1,6 +1,6 @@
 """``aigc-run sample RUN_ID``: more samples from a trained run, or exact copies of some.
 
-Sample ``index`` of seed ``s`` comes from its own noise (``sampling.noise_for``) and asks
+Sample ``index`` of seed ``s`` comes from its own noise (``noise.noise_for``) and asks
 for class ``index % classes``, so a run's checkpoint, the seed and the index are all it
 takes to draw the same image again, on any batch size. ``--count`` draws new samples
 through the run's quality filters, at the thresholds the run fixed for that checkpoint;
@@ -18,7 +18,7 @@ from typing import Any
 from aigc_run.errors import AigcError, ConfigError
 from aigc_run.plugins import Plugins
 from aigc_run.registry import Registry
-from aigc_run.scenario import Scenario, validate
+from aigc_run.scenario import Scenario, recorded
 from aigc_run.settings import Settings
 
 
@@ -72,7 +72,7 @@ def load_trained(
             f"run {run_id}'s checkpoint {path} is missing or no longer matches its sha256",
             "restore the file from a backup",
         )
-    scenario = validate(run.config)
+    scenario = recorded(run.config)
     family = engine._lookup(
         plugins.model_families(), scenario.model.family, "model.family", "model families"
     )
@@ -152,6 +152,7 @@ def regenerate(trained: Trained, indices: Sequence[int], seed: int, folder: Path
         labels,
         trained.scenario.sample.truncation,
         trained.device,
+        trained.scenario.sample.noise,
     )
     folders = safe_names(trained.class_names)
     stems = [f"{folders[int(c)]}/{i:07d}" for i, c in zip(indices, labels, strict=True)]

@@ -18,7 +18,7 @@ from typing import Any
 from aigc_run.errors import AigcError
 from aigc_run.plugins import Plugins
 from aigc_run.registry import Registry
-from aigc_run.scenario import validate
+from aigc_run.scenario import recorded
 from aigc_run.settings import Settings
 
 
@@ -91,7 +91,7 @@ def resume_run(
     try:
         registry.reap_dead_runs()  # a run killed with SIGKILL is still marked running
         target = check_resumable(registry, run_id)
-        scenario = validate(registry.get_run(run_id).config)
+        scenario = recorded(registry.get_run(run_id).config)
     except BaseException:
         distributed.send_scenario(None)  # the other ranks stop; rank 0 says why
         raise

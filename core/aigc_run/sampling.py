@@ -1,9 +1,10 @@
 """Seeded sampling, quality filters, writing and the manifest.
 
-Sample ``index`` of a run is generated from its own noise, drawn from a generator seeded
-with ``(sample.seed << 32) + index``, and asks for class ``index % num_classes``: any
-written image can be regenerated from (run, checkpoint, seed, index) alone, whatever the
-batch size or device. Rejected samples are written apart with their reason, never dropped.
+Sample ``index`` of a run is generated from its own noise, a function of
+``(sample.seed, index)`` alone (``noise.noise_for``), and asks for class
+``index % num_classes``: any written image can be regenerated from (run, checkpoint, seed,
+index) alone, whatever the batch size or device. Rejected samples are written apart with
+their reason, never dropped.
 """
 
 from __future__ import annotations
@@ -28,11 +29,17 @@ from aigc_run.components import (
     SampleWriter,
 )
 from aigc_run.errors import ConfigError, PluginError
+from aigc_run.noise import Scheme, noise_for
 from aigc_run.plugins import Contribution, Plugins
 from aigc_run.scenario import SampleConfig, Scenario
 from aigc_run.writing import Group, Writers, pool_size
 
 AUTO_PASS_RATE = 0.9  # "auto" loosens a threshold until this share of held-out real images pass
+SHEET_PER_CLASS = 64  # accepted images kept in memory per class, for the contact sheet
+#: sample.batch_size = "auto" on a CPU, and in a distributed run the block of indices dealt
+#: to each process in turn whatever batch each one picks, so the ranks never overlap.
+AUTO_BATCH = 256
+MEMORY_SHARE = 0.5  # of the free device memory that an "auto" batch may take
 
 
 @dataclass(frozen=True)
@@ -51,9 +58,22 @@ class SamplingResult:
     generated: int = 0
     accepted: int = 0
     rejected_by: dict[str, int] = field(default_factory=dict)
-    accepted_images: list[torch.Tensor] = field(default_factory=list)  # uint8 CPU batches
+    # The first SHEET_PER_CLASS accepted images of each class (uint8 CPU batches) for the
+    # contact sheet: a run of millions of samples must not hold them all in memory.
+    accepted_images: list[torch.Tensor] = field(default_factory=list)
     accepted_labels: list[torch.Tensor] = field(default_factory=list)
     skipped_filters: dict[str, str] = field(default_factory=dict)  # name -> what went wrong
+    _kept: dict[int, int] = field(default_factory=dict)  # class -> images kept for the sheet
+
+    def keep_for_sheet(self, pixels: torch.Tensor, labels: torch.Tensor) -> None:
+        chosen = []
+        for k, label in enumerate(labels.tolist()):
+            if self._kept.get(label, 0) < SHEET_PER_CLASS:
+                self._kept[label] = self._kept.get(label, 0) + 1
+                chosen.append(k)
+        if chosen:
+            self.accepted_images.append(pixels[chosen])
+            self.accepted_labels.append(labels[chosen])
 
 
 def resolve_filters(
@@ -167,21 +187,6 @@ def _call_with_timeout(call: Callable[[], Any], timeout: float | None) -> Any:
     return outcome["value"]
 
 
-def noise_for(
-    seed: int, indices: Sequence[int], latent_dim: int, truncation: float | None
-) -> torch.Tensor:
-    """N x latent_dim noise; row i depends only on (seed, indices[i])."""
-    rows = []
-    for index in indices:
-        generator = torch.Generator().manual_seed((seed << 32) + index)
-        z = torch.randn(latent_dim, generator=generator)
-        if truncation is not None:  # the truncation trick: redraw values beyond +-t
-            while (far := z.abs() > truncation).any():
-                z[far] = torch.randn(int(far.sum()), generator=generator)
-        rows.append(z)
-    return torch.stack(rows)
-
-
 def safe_names(class_names: Sequence[str]) -> list[str]:
     """Class names made safe as folder names: they come from data, never trusted as paths."""
     safe: list[str] = []
@@ -198,18 +203,105 @@ def generate(
     labels: torch.Tensor,
     truncation: float | None,
     device: str,
+    scheme: Scheme = "counter",
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Samples ``indices`` as float images in [0, 1] on the device, and as uint8 on the CPU.
+    """Samples ``indices`` as float images in [0, 1] on the device, and as uint8 on the CPU."""
+    images, pixels = generate_on_device(model, seed, indices, labels, truncation, device, scheme)
+    return images, to_host(pixels).wait()
 
-    The conversion to uint8 happens on the device, so only a quarter of the bytes cross to
-    the host. bf16 autocast on CUDA: the generator's output is rounded to 8 bits anyway.
+
+def generate_on_device(
+    model: GenerativeModel,
+    seed: int,
+    indices: Sequence[int],
+    labels: torch.Tensor,
+    truncation: float | None,
+    device: str,
+    scheme: Scheme = "counter",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Samples ``indices`` as float images in [0, 1] and as uint8, both on the device.
+
+    The noise is drawn on the device and the conversion to uint8 happens there, so only a
+    quarter of the bytes cross to the host. bf16 autocast on CUDA: the generator's output
+    is rounded to 8 bits anyway.
     """
-    noise = noise_for(seed, indices, model.latent_dim, truncation).to(device)
+    noise = noise_for(seed, indices, model.latent_dim, truncation, device, scheme)
     cuda = device.startswith("cuda")
     with torch.inference_mode(), torch.autocast("cuda", torch.bfloat16, enabled=cuda):
         images = model.generate(noise, labels.to(device)).float().clamp_(-1, 1).add_(1).div_(2)
-        pixels = images.mul(255).round_().to(torch.uint8).cpu()  # N x C x H x W
+        pixels = images.mul(255).round_().to(torch.uint8)  # N x C x H x W
     return images, pixels
+
+
+@dataclass
+class HostCopy:
+    """Pixels on their way to the host; ``wait()`` returns them once they have arrived."""
+
+    pixels: torch.Tensor
+    arrived: Any = None  # a torch.cuda.Event while the copy is in flight
+
+    def wait(self) -> torch.Tensor:
+        if self.arrived is not None:
+            self.arrived.synchronize()
+        return self.pixels
+
+
+def to_host(pixels: torch.Tensor) -> HostCopy:
+    """Start copying device pixels to the CPU. On CUDA the copy runs on a side stream into
+    pinned memory, so the filters score the batch on the device while its pixels travel."""
+    if pixels.device.type != "cuda":
+        return HostCopy(pixels.cpu())
+    compute = torch.cuda.current_stream(pixels.device)
+    stream = _copy_streams.setdefault(pixels.device, torch.cuda.Stream(pixels.device))
+    stream.wait_stream(compute)  # the pixels are computed before they are read
+    host = torch.empty(pixels.shape, dtype=pixels.dtype, pin_memory=True)
+    with torch.cuda.stream(stream):
+        host.copy_(pixels, non_blocking=True)
+        arrived = torch.cuda.Event()
+        arrived.record(stream)
+    pixels.record_stream(stream)  # the allocator keeps them until the copy has read them
+    return HostCopy(host, arrived)
+
+
+_copy_streams: dict[torch.device, Any] = {}
+
+
+class Compiled:
+    """The model with ``generate`` through torch.compile (``sample.compile = true``).
+
+    Worth it for long runs: compiling takes tens of seconds, then the generator's small
+    kernels are fused. Compiled kernels round differently from eager ones, so an image
+    regenerated later (eagerly) can differ from the written one by a grey level.
+    """
+
+    def __init__(self, model: GenerativeModel) -> None:
+        self.latent_dim = model.latent_dim
+        self.generate = torch.compile(model.generate)
+
+
+def pick_batch_size(model: GenerativeModel, setting: int | str, device: str) -> int:
+    """``sample.batch_size``; for "auto", AUTO_BATCH on a CPU and on CUDA the largest power
+    of two whose generation fits in MEMORY_SHARE of the free memory, measured on a probe."""
+    if setting != "auto":
+        return int(setting)
+    if not device.startswith("cuda"):
+        return AUTO_BATCH
+    probe = 64
+    torch.cuda.synchronize(device)
+    before = torch.cuda.memory_allocated(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    labels = torch.zeros(probe, dtype=torch.int64)
+    generate_on_device(model, 0, range(probe), labels, None, device)
+    per_image = (torch.cuda.max_memory_allocated(device) - before) / probe
+    free, _ = torch.cuda.mem_get_info(device)
+    return batch_for_memory(free, per_image)
+
+
+def batch_for_memory(free_bytes: float, bytes_per_image: float, cap: int = 65536) -> int:
+    """The largest power of two, at most ``cap``, whose images take at most MEMORY_SHARE of
+    ``free_bytes``; 1 when even one image does not fit (and the first batch runs out of memory)."""
+    fits = int(free_bytes * MEMORY_SHARE / max(bytes_per_image, 1.0))
+    return min(cap, 1 << max(fits.bit_length() - 1, 0))
 
 
 def sample(
@@ -228,11 +320,14 @@ def sample(
     Generation and filtering run here; writing runs in worker processes for large runs
     (``output.write_processes``). ``on_batch`` sees each batch once its files are written.
     ``part`` = (rank, ranks) when several processes share the work (see distributed.py):
-    this one takes every ranks-th block of ``sample.batch_size`` indices, from block
-    ``rank``, until its share of the count passes, and writes its rows to
-    ``manifest.part-RANK.csv``, which rank 0 merges.
+    this one takes every ranks-th block of ``sample.batch_size`` (AUTO_BATCH for "auto")
+    indices, from block ``rank``, until its share of the count passes, and writes its rows
+    to ``manifest.part-RANK.csv``, which rank 0 merges.
     """
     cfg = scenario.sample
+    generator: Any = Compiled(model) if cfg.compile else model
+    batch_size = pick_batch_size(generator, cfg.batch_size, device)
+    block = AUTO_BATCH if cfg.batch_size == "auto" else cfg.batch_size
     rank, ranks = part
     count = cfg.count // ranks + (rank < cfg.count % ranks)  # this process's share
     class_names = list(reference.class_names)
@@ -245,10 +340,13 @@ def sample(
     writers = Writers(writer, pool_size(scenario.output.write_processes, count))
     try:
         while result.accepted < count and result.generated < count * cfg.max_tries:
-            size = min(cfg.batch_size, count - result.accepted)
-            indices = _part_indices(result.generated, size, cfg.batch_size, part)
-            labels = torch.tensor([i % num_classes for i in indices], dtype=torch.int64)
-            images, pixels = generate(model, cfg.seed, indices, labels, cfg.truncation, device)
+            size = min(batch_size, count - result.accepted)
+            indices = _part_indices(result.generated, size, block, part)
+            labels = torch.tensor(indices, dtype=torch.int64) % num_classes
+            images, on_device = generate_on_device(
+                generator, cfg.seed, indices, labels, cfg.truncation, device, cfg.noise
+            )
+            copy = to_host(on_device)  # travels while the filters score the batch
             context = FilterContext(
                 labels.to(device), reference.reference, reference.reference_labels, class_names
             )
@@ -256,8 +354,8 @@ def sample(
                 scores = _score_all(filters, images, context, cfg, result.skipped_filters)
             accepted, reasons = _decide(filters, scores, size)
             keep = torch.tensor(accepted, dtype=torch.bool)
-            result.accepted_images.append(pixels[keep])
-            result.accepted_labels.append(labels[keep])
+            pixels = copy.wait()
+            result.keep_for_sheet(pixels[keep], labels[keep])
             result.generated += size
             result.accepted += int(keep.sum())
             for reason in reasons:

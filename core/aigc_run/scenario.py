@@ -67,9 +67,15 @@ class TrainConfig(_Section):
 
 class SampleConfig(_Section):
     count: Annotated[int, Field(ge=1, le=10_000_000)] = 64
-    batch_size: Annotated[int, Field(ge=1, le=65536)] = 256
+    # "auto": 256 on a CPU; on a GPU the largest power of two that fits in half its free memory
+    batch_size: Annotated[int, Field(ge=1, le=65536)] | Literal["auto"] = "auto"
     seed: int = 1234
     truncation: Annotated[float, Field(gt=0, le=10)] | None = None  # redraw noise beyond +-t
+    # How each sample's noise follows from (seed, index): "counter" hashes them on the
+    # device; "generator" (one CPU torch.Generator per index) is how runs recorded before
+    # this key existed drew theirs, kept so that they regenerate exactly.
+    noise: Literal["counter", "generator"] = "counter"
+    compile: bool = False  # torch.compile the generator: pays off from some 10^5 samples
     max_tries: Annotated[int, Field(ge=1, le=100)] = 4  # oversampling cap, times count
     filter_timeout: Annotated[float, Field(gt=0)] = 300  # seconds one filter may take per batch
     on_filter_error: Literal["fail", "skip"] = "fail"  # a filter that raises, hangs or returns junk
@@ -205,6 +211,14 @@ def resolve(
     if data_path is not None:
         tree.setdefault("data", {})["path"] = data_path
     return validate(tree)
+
+
+def recorded(config: Mapping[str, Any]) -> Scenario:
+    """A run's scenario as the registry recorded it. Keys added since then take the value
+    that gives the behaviour the run had, so that it resumes, samples and evaluates alike."""
+    sample = dict(config.get("sample", {}))
+    sample.setdefault("noise", "generator")  # recorded before sample.noise existed
+    return validate({**config, "sample": sample})
 
 
 def validate(tree: Mapping[str, Any]) -> Scenario:

@@ -7,7 +7,8 @@ Fixed so that a figure reproduces (docs/evaluation.md has the full statement):
 - held out: ``n = min(evaluate.samples, held-out count)`` of the real images kept out of
   training, a seeded choice with ``evaluate.seed``;
 - generated: ``n`` images from the final checkpoint, unfiltered: image ``i`` from the noise
-  seeded ``(evaluate.seed << 32) + i`` and asked for the class of held-out image ``i``;
+  of ``(evaluate.seed, i)`` (``noise.noise_for``) and asked for the class of held-out
+  image ``i``;
 - features: computed once per feature space and image set, on the run's device.
 """
 
@@ -26,6 +27,7 @@ import torch
 from aigc_run.components import EvaluationContext, GenerativeModel, Metric
 from aigc_run.data import Dataset
 from aigc_run.errors import AigcError, ConfigError, PluginError
+from aigc_run.noise import Scheme, noise_for
 from aigc_run.plugins import Contribution
 from aigc_run.scenario import Scenario
 
@@ -73,7 +75,7 @@ def evaluate(
     # in the same numbers, so an imbalanced data set does not inflate the figures.
     held_labels = torch.from_numpy(dataset.labels[held])
     generated_labels = held_labels if conditional else torch.zeros_like(held_labels)
-    generated = draw(model, generated_labels, cfg.seed, device)
+    generated = draw(model, generated_labels, cfg.seed, device, scenario.sample.noise)
     folder = output_dir / "evaluation"
     folder.mkdir(parents=True, exist_ok=True)
     images = {
@@ -119,14 +121,18 @@ def evaluate(
     return figures
 
 
-def draw(model: GenerativeModel, labels: torch.Tensor, seed: int, device: str) -> torch.Tensor:
+def draw(
+    model: GenerativeModel,
+    labels: torch.Tensor,
+    seed: int,
+    device: str,
+    scheme: Scheme = "counter",
+) -> torch.Tensor:
     """uint8 CPU images from the model, image ``i`` asked for class ``labels[i]``."""
-    from aigc_run.sampling import noise_for
-
     images = []
     for start in range(0, len(labels), BATCH):
         indices = list(range(start, min(start + BATCH, len(labels))))
-        noise = noise_for(seed, indices, model.latent_dim, None).to(device)
+        noise = noise_for(seed, indices, model.latent_dim, None, device, scheme)
         with torch.no_grad():
             out = model.generate(noise, labels[indices].to(device)).clamp(-1, 1)
         images.append(out.add(1).mul(127.5).round().to(torch.uint8).cpu())

@@ -17,7 +17,7 @@ from aigc_run.data import load_dataset
 from aigc_run.errors import AigcError, ConfigError
 from aigc_run.plugins import Plugins
 from aigc_run.registry import Registry
-from aigc_run.scenario import DEFAULT_METRICS, validate
+from aigc_run.scenario import DEFAULT_METRICS, recorded
 from aigc_run.settings import Settings
 
 
@@ -48,7 +48,7 @@ def evaluate_run(
             f"the final checkpoint of run {run_id} is missing: {path}",
             "restore the run's output folder, or run the scenario again",
         )
-    scenario = validate(_with_overrides(detail.config, metrics, samples, features))
+    scenario = recorded(_with_overrides(detail.config, metrics, samples, features))
     family = _lookup(
         plugins.model_families(), scenario.model.family, "model.family", "model families"
     )

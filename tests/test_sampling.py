@@ -1,0 +1,69 @@
+"""The sampler's batch size and memory bounds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from aigc_run import sampling
+from aigc_run.builtin import write_png
+from aigc_run.components import FilterContext, ModelSpec, SampleWriter
+from aigc_run.models.gan import create
+from aigc_run.plugins import Contribution
+from aigc_run.scenario import resolve
+
+
+def _sample(model, count: int, folder: Path, **sample: object) -> sampling.SamplingResult:
+    """``count`` samples of classes "a" and "b", no filters, written as PNG to ``folder``."""
+    scenario = resolve(
+        {"name": "t", "data": {"source": "none"}, "sample": {"count": count, **sample}},
+        environ={},
+    )
+    writer = Contribution("aigc-run", SampleWriter("png", "png", write_png))
+    empty = torch.zeros(0, 3, 1, 1)
+    context = FilterContext(torch.zeros(0, dtype=torch.int64), empty, torch.zeros(0), ["a", "b"])
+    return sampling.sample(
+        model, scenario, [], writer, context, "cpu", folder, lambda batch, rows: None
+    )
+
+
+def test_an_auto_batch_is_the_largest_power_of_two_in_half_the_free_memory():
+    gib = 2**30
+    assert sampling.batch_for_memory(8 * gib, gib / 1000) == 2048  # 4,096 fit; 2^11 <= that
+    assert sampling.batch_for_memory(8 * gib, gib / 1024) == 4096  # exactly a power of two
+    assert sampling.batch_for_memory(100 * gib, 1000) == 65536  # capped
+    assert sampling.batch_for_memory(gib, 4 * gib) == 1  # not even one: try one, fail clearly
+
+
+def test_auto_batch_on_a_cpu_is_the_documented_default():
+    model = create(ModelSpec(3, 16, 2, True, {"width": 4, "latent_dim": 8}, {}, "cpu"))
+    assert sampling.pick_batch_size(model, "auto", "cpu") == sampling.AUTO_BATCH
+    assert sampling.pick_batch_size(model, 12, "cpu") == 12
+
+
+def test_a_large_run_keeps_only_the_contact_sheets_images_in_memory(tmp_path: Path):
+    torch.manual_seed(0)
+    model = create(ModelSpec(3, 16, 2, True, {"width": 4, "latent_dim": 8}, {}, "cpu"))
+    count = 2 * sampling.SHEET_PER_CLASS + 150
+    result = _sample(model, count, tmp_path, batch_size=64)
+    assert result.accepted == count == len(list(tmp_path.glob("samples/*/*.png")))
+    kept = torch.cat(result.accepted_labels)
+    assert torch.bincount(kept).tolist() == [sampling.SHEET_PER_CLASS] * 2
+    assert sum(len(images) for images in result.accepted_images) == len(kept)
+
+
+@pytest.mark.slow
+def test_compiled_sampling_draws_the_eager_images_to_a_grey_level(tmp_path: Path):
+    torch.manual_seed(0)
+    model = create(ModelSpec(3, 16, 2, True, {"width": 4, "latent_dim": 8}, {}, "cpu"))
+    written = {}
+    for compiled in (False, True):
+        _sample(model, 40, tmp_path / str(compiled), batch_size=16, compile=compiled)
+        files = sorted((tmp_path / str(compiled)).glob("samples/*/*.png"))
+        written[compiled] = np.stack([np.asarray(Image.open(f), dtype=np.int16) for f in files])
+    assert written[True].shape == written[False].shape == (40, 16, 16, 3)
+    assert np.abs(written[True] - written[False]).max() <= 1
