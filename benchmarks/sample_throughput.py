@@ -1,14 +1,16 @@
 """Sampling throughput: the engine's sampler against a plain ``G(z)`` loop, same model, same run.
 
     python benchmarks/sample_throughput.py [--device cpu|cuda] [--image-size 32] [--width 32]
-        [--batch-sizes 64,256,1024] [--images 4096] [--png-images 2048] [--json out.json]
+        [--batch-sizes 64,256,1024] [--images 4096] [--rounds 5] [--png-images 16384] [--compile]
+        [--json out.json]
 
 Two figures per batch size, images per second:
   generator   noise -> G -> uint8, on the device (the engine: ``sampling.generate_on_device``,
               which draws each image's noise from (seed, index) so it can be regenerated)
   end to end  the same, filters off, written as PNG files (the engine: ``sampling.sample``
               with the png writer in worker processes; the plain loop saves each PNG in turn)
-The engine/plain ratio is the figure to watch (target >= 0.95). For end to end it also
+The generator figures are the median of --rounds alternating measurements. The engine/plain
+ratio is the figure to watch (target >= 0.95). For end to end it also
 prints CPU use, all processes together, as a share of the machine's cores. On CUDA it also
 prints the share of the device's peak bf16 FLOP/s that the generator uses.
 """
@@ -19,6 +21,7 @@ import argparse
 import json
 import os
 import resource
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -61,6 +64,14 @@ def engine_generator(model, batch: int, device: str):
     return step
 
 
+def compiled_generator(model, batch: int, device: str):
+    """The engine with ``sample.compile = true``: compiled once here, before the timing."""
+    fast = sampling.Compiled(model)
+    step = engine_generator(fast, batch, device)
+    step(0)
+    return step
+
+
 def images_per_second(step, batch: int, images: int, device: str) -> float:
     step(0)  # warm-up: allocator, kernels
     sync(device)
@@ -71,6 +82,17 @@ def images_per_second(step, batch: int, images: int, device: str) -> float:
         done += batch
     sync(device)
     return done / (time.perf_counter() - started)
+
+
+def alternating(plain_step, engine_step, batch: int, args) -> tuple[float, float]:
+    """Median images/s of each over ``args.rounds`` rounds, taking turns to go first: the
+    two loops run the same model, so on a CPU the noise of the machine is most of any gap."""
+    rates: dict[str, list[float]] = {"plain": [], "engine": []}
+    steps = {"plain": plain_step, "engine": engine_step}
+    for round_ in range(args.rounds):
+        for name in ("plain", "engine") if round_ % 2 == 0 else ("engine", "plain"):
+            rates[name].append(images_per_second(steps[name], batch, args.images, args.device))
+    return statistics.median(rates["plain"]), statistics.median(rates["engine"])
 
 
 def sync(device: str) -> None:
@@ -145,7 +167,14 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=32)
     parser.add_argument("--batch-sizes", default="64,256,1024")
     parser.add_argument("--images", type=int, default=4096, help="per generator measurement")
-    parser.add_argument("--png-images", type=int, default=2048, help="per end-to-end run")
+    parser.add_argument("--rounds", type=int, default=5, help="generator measurements of each")
+    parser.add_argument(
+        "--png-images",
+        type=int,
+        default=16384,
+        help="per end-to-end run (the engine starts its writer processes within it)",
+    )
+    parser.add_argument("--compile", action="store_true", help="also time sample.compile")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
 
@@ -160,11 +189,11 @@ def main() -> None:
     )
     rows = []
     for batch in [int(b) for b in args.batch_sizes.split(",")]:
-        plain = images_per_second(
-            plain_generator(model, batch, args.device), batch, args.images, args.device
-        )
-        engine = images_per_second(
-            engine_generator(model, batch, args.device), batch, args.images, args.device
+        plain, engine = alternating(
+            plain_generator(model, batch, args.device),
+            engine_generator(model, batch, args.device),
+            batch,
+            args,
         )
         row = {
             "batch": batch,
@@ -176,6 +205,16 @@ def main() -> None:
             f"batch {batch:5d}  generator: plain {plain:10.0f}/s  engine {engine:10.0f}/s "
             f"ratio {engine / plain:.3f}"
         )
+        if args.compile:
+            started = time.perf_counter()
+            step = compiled_generator(model, batch, args.device)
+            row["compile_seconds"] = time.perf_counter() - started
+            row["generator_compiled"] = images_per_second(step, batch, args.images, args.device)
+            line += (
+                f"\n             compiled:  {row['generator_compiled']:10.0f}/s (ratio to plain "
+                f"{row['generator_compiled'] / plain:.3f}, compiling took "
+                f"{row['compile_seconds']:.0f} s)"
+            )
         if peak:
             row["share_of_peak_bf16"] = engine * flops / peak
             line += f"  ({row['share_of_peak_bf16']:.1%} of peak bf16)"
