@@ -80,11 +80,14 @@ def test_memorisation_matches_brute_force_across_chunks() -> None:
     samples = torch.rand(7, 1, 16, 16, generator=generator)
     samples[3] = reference[filters.CHUNK + 5]  # a copy in the second chunk
     scores = filters.nearest_training_distance(samples, context(reference, 7))
-    # exact distances: cdist's faster matrix-product form is ~3e-4 off for an exact copy
+    # exact distances. The filter uses the faster matrix-product form: in float32 its
+    # squared distances (sums of terms near 85) carry 1e-5 to 1e-4 of rounding, up to ~6e-4
+    # once divided by the 256 pixels and rooted (a copy scored 3.5e-4 in CI); a sample
+    # matched against the wrong chunk would be off by ~0.1.
     exact = "donot_use_mm_for_euclid_dist"
     distances = torch.cdist(samples.flatten(1), reference.flatten(1), compute_mode=exact)
     expected = distances.min(dim=1).values / 16
-    assert torch.allclose(scores, expected, atol=1e-4)
+    assert torch.allclose(scores, expected, atol=1e-3)
     assert scores[3] < 1e-3
 
 
