@@ -75,7 +75,9 @@ class SampleConfig(_Section):
     # device; "generator" (one CPU torch.Generator per index) is how runs recorded before
     # this key existed drew theirs, kept so that they regenerate exactly.
     noise: Literal["counter", "generator"] = "counter"
-    compile: bool = False  # torch.compile the generator: pays off from some 10^5 samples
+    # torch.compile the generator: on 2 CPU cores it took 26 s, then ran ~4x faster, so it
+    # pays off from some 30,000 samples (benchmarks/sample_throughput.py --compile)
+    compile: bool = False
     max_tries: Annotated[int, Field(ge=1, le=100)] = 4  # oversampling cap, times count
     filter_timeout: Annotated[float, Field(gt=0)] = 300  # seconds one filter may take per batch
     on_filter_error: Literal["fail", "skip"] = "fail"  # a filter that raises, hangs or returns junk
