@@ -41,6 +41,9 @@ def test_quality_vs_dcgan_writes_both_scores_and_the_ratio(tmp_path: Path):
     for recipe in ("dcgan", "scenario"):
         assert result[recipe]["steps"] >= 1
         assert result[recipe]["fid_domain"] > 0
+    modes = result["dcgan"]["sampling"]  # the baseline is the better of its two sampling modes
+    assert set(modes) == {"running_stats", "batch_stats"}
+    assert result["dcgan"]["fid_domain"] == min(m["fid_domain"] for m in modes.values())
     assert result["ratio"]["fid_domain"] == pytest.approx(
         result["scenario"]["fid_domain"] / result["dcgan"]["fid_domain"]
     )

@@ -219,7 +219,8 @@ class GenerativeModel(Protocol):
         generators, which the engine seeds per step (that makes resumed runs exact).
         A family may also define ``prepare_sampling(images, labels)``: called once after
         the last step with the whole training set (uint8 N x C x H x W and int64 N on the
-        device), before the final checkpoint (the vae fits its latent mixture there).
+        device), before the final checkpoint (the vae fits its latent mixture there; the gan
+        re-measures its sampling generator's batch-norm statistics).
         And, to train over several processes, ``distribute(wrap)``: called once before the
         first step on every rank; ``wrap(module)`` returns the module wrapped in
         DistributedDataParallel, which ``train_step`` then calls (``state_dict`` keeps

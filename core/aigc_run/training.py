@@ -216,8 +216,9 @@ def _kept(last: Checkpoint | None) -> str:
 def _prepare_sampling(model: GenerativeModel, data: torch.Tensor, targets: torch.Tensor) -> None:
     """Give a model that wants it one look at the whole training set before the last save.
 
-    The vae family fits the mixture it samples from on the codes of the training images;
-    the result rides in the final checkpoint. Optional: other families need not have it.
+    The vae family fits the mixture it samples from on the codes of the training images,
+    the gan family re-measures its sampling generator's batch-norm statistics; the result
+    rides in the final checkpoint. Optional: other families need not have it.
     """
     prepare = getattr(model, "prepare_sampling", None)
     if prepare is not None:
