@@ -154,10 +154,17 @@ def test_a_failure_on_rank_1_stops_rank_0_and_marks_the_run_failed(tiny, install
 
 
 @pytest.mark.slow
-def test_r1_is_refused_over_several_processes(tiny):
-    result = run_cli("scenario", tiny("gan", 10), "--nproc", "2", "--set", "model.r1=1")
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ("model.r1=1", "model.r1: the R1 penalty needs a double backward"),
+        ("model.d_norm=batch", "model.d_norm: a batch-norm discriminator scores reals"),
+    ],
+)
+def test_options_ddp_cannot_run_are_refused_over_several_processes(tiny, setting, message):
+    result = run_cli("scenario", tiny("gan", 10), "--nproc", "2", "--set", setting)
     assert result.returncode == 2  # a ConfigError's code, passed on by the launcher
-    assert "model.r1: the R1 penalty needs a double backward" in result.stderr
+    assert message in result.stderr
     assert "Traceback" not in result.stderr
     assert "worker 0 of 2 exited with code 2" in result.stderr or "worker 1 of 2" in result.stderr
 

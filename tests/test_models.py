@@ -192,10 +192,14 @@ def test_vae_overfits_a_handful_of_images():
     assert last < 0.3 * first
 
 
-def test_gan_learns_the_colour_of_its_data():
+DCGAN_LAYERS = {"upsample": "transposed", "d_norm": "batch", "loss": "nonsaturating"}
+
+
+@pytest.mark.parametrize("layers", [{}, DCGAN_LAYERS], ids=["default", "dcgan-layers"])
+def test_gan_learns_the_colour_of_its_data(layers):
     # Every real image is the same flat colour; a few steps move G's samples towards it.
     torch.manual_seed(0)
-    model = make("gan", options={"ema": 0.0}, train={"lr": 1e-3})
+    model = make("gan", options={"ema": 0.0, **layers}, train={"lr": 1e-3})
     target = torch.tensor([0.8, -0.6, 0.2]).view(1, 3, 1, 1).expand(16, 3, 16, 16)
     labels = torch.arange(16) % 3
     z = noise(model, 16)
@@ -207,6 +211,22 @@ def test_gan_learns_the_colour_of_its_data():
     for _ in range(60):
         model.train_step(target.contiguous(), labels)
     assert distance() < 0.5 * before
+
+
+def test_gan_dcgan_layers_build_dcgan_networks_and_never_normalise_reals_with_fakes():
+    model = make("gan", options=DCGAN_LAYERS)
+    assert any(isinstance(m, torch.nn.ConvTranspose2d) for m in model.generator.modules())
+    d = model.discriminator
+    assert not any(torch.nn.utils.parametrize.is_parametrized(m) for m in d.modules())
+    norms = [m for m in d.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert norms
+    seen: list[int] = []
+    norms[0].register_forward_hook(lambda module, args, out: seen.append(len(args[0])))
+    model.train_step(*batch(8))
+    assert seen == [8, 8, 8]  # reals, fakes for D's update, fakes for G's: never 16 at once
+    defaults = make("gan")
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in defaults.discriminator.modules())
+    assert not any(isinstance(m, torch.nn.ConvTranspose2d) for m in defaults.generator.modules())
 
 
 @pytest.mark.parametrize("policy", ["color", "translation", "cutout"])

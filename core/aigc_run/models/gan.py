@@ -10,7 +10,9 @@ Each of these was tried against the plainer choice on 2 CPU cores for ~150 s (sy
 products and PneumoniaMNIST at 32 px); the comments say what the plainer choice did wrong.
 
 Options for small data and long runs, off by default: DiffAugment (``augment``, see
-augment.py), a lazy R1 penalty (``r1``), a separate D learning rate (``lr_d``). On CUDA
+augment.py), a lazy R1 penalty (``r1``), a separate D learning rate (``lr_d``). And
+DCGAN's own layers (``upsample = "transposed"``, ``d_norm = "batch"``), which with the
+EMA generator and ``loss = "nonsaturating"`` make the canonical DCGAN recipe plus EMA. On CUDA
 the passes run under bfloat16 autocast in channels_last layout (``train.precision``);
 on the CPU nothing changes.
 
@@ -53,6 +55,10 @@ class GanOptions(BaseModel):
     # DiffAugment policies applied to everything D sees (see augment.py); for small data sets.
     augment: list[Literal["color", "translation", "cutout"]] = Field(default_factory=list)
     r1: Annotated[float, Field(ge=0.0, le=1000.0)] = 0.0  # R1 penalty weight (gamma); 0 = off
+    # DCGAN's layers, for data where they score better: G up-samples with 4x4 stride-2
+    # transposed convs, D uses batch norm instead of spectral norm (see Discriminator).
+    upsample: Literal["nearest", "transposed"] = "nearest"
+    d_norm: Literal["spectral", "batch"] = "spectral"
 
 
 def parse_options(options: Mapping[str, Any], schema: type[BaseModel], family: str) -> Any:
@@ -124,8 +130,17 @@ class ClassBatchNorm(nn.Module):
 class Generator(nn.Module):
     """z (+ class) -> image. For 32 px, width w: 4x4 x 4w -> 8x8 x 2w -> 16x16 x w -> 32x32 x C."""
 
-    def __init__(self, latent_dim: int, width: int, channels: int, levels: int, classes: int):
+    def __init__(
+        self,
+        latent_dim: int,
+        width: int,
+        channels: int,
+        levels: int,
+        classes: int,
+        upsample: str = "nearest",
+    ):
         super().__init__()
+        up = upsample_conv if upsample == "nearest" else transposed_conv
         c0 = channels_at(width, 0, levels)
         self.stem = nn.Sequential(nn.Linear(latent_dim, c0 * 16), nn.Unflatten(1, (c0, 4, 4)))
         self.norms = nn.ModuleList([ClassBatchNorm(c0, classes)])
@@ -133,10 +148,12 @@ class Generator(nn.Module):
         for level in range(1, levels):
             c_in, c_out = channels_at(width, level - 1, levels), channels_at(width, level, levels)
             # N x c_in x s x s -> N x c_out x 2s x 2s
-            self.ups.append(upsample_conv(c_in, c_out, bias=False))
+            self.ups.append(up(c_in, c_out, bias=False))
             self.norms.append(ClassBatchNorm(c_out, classes))
         c_last = channels_at(width, levels - 1, levels)
-        self.to_image = upsample_conv(c_last, channels, bias=True)  # -> N x C x H x W
+        self.to_image = up(c_last, channels, bias=True)  # -> N x C x H x W
+        if upsample == "transposed":
+            self.apply(dcgan_init)
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         h = F.relu(self.norms[0](self.stem(z), labels))  # N x c0 x 4 x 4
@@ -154,6 +171,19 @@ def upsample_conv(c_in: int, c_out: int, bias: bool) -> nn.Module:
     Inception FID from 69 to 138.
     """
     return nn.Sequential(nn.Upsample(scale_factor=2), nn.Conv2d(c_in, c_out, 3, 1, 1, bias=bias))
+
+
+def transposed_conv(c_in: int, c_out: int, bias: bool) -> nn.Module:
+    """Double the size as DCGAN does: a 4x4 stride-2 transposed conv (``upsample``)."""
+    return nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=bias)
+
+
+def dcgan_init(module: nn.Module) -> None:
+    """DCGAN's N(0, 0.02) weights, which its layers were measured with here."""
+    if isinstance(module, nn.Conv2d | nn.ConvTranspose2d | nn.Linear):
+        nn.init.normal_(module.weight, 0.0, 0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
 
 
 class MinibatchStd(nn.Module):
@@ -178,29 +208,54 @@ class MinibatchStd(nn.Module):
 
 
 class Discriminator(nn.Module):
-    """image (+ class) -> realness score N. Mirrors the generator; spectral norm everywhere."""
+    """image (+ class) -> realness score N. Mirrors the generator.
 
-    def __init__(self, width: int, channels: int, levels: int, classes: int):
+    ``norm="spectral"``: spectral norm on every layer, then a minibatch-std feature and a
+    3x3 conv at 4x4. ``norm="batch"``: DCGAN's discriminator, batch norm after every conv
+    but the first and no spectral norm; batch statistics would mix reals and fakes, so the
+    model scores the two in separate passes (``batch_norm``).
+    """
+
+    def __init__(
+        self, width: int, channels: int, levels: int, classes: int, norm: str = "spectral"
+    ):
         super().__init__()
+        self.batch_norm = norm == "batch"
+        wrap: Callable[[nn.Module], nn.Module] = (lambda m: m) if self.batch_norm else spectral_norm
         layers: list[nn.Module] = []
         c_in = channels
         for level in reversed(range(levels)):  # halves the size each time: H -> H/2 ... -> 4
             c_out = channels_at(width, level, levels)
-            layers += [spectral_norm(nn.Conv2d(c_in, c_out, 4, 2, 1)), nn.LeakyReLU(0.2, True)]
+            layers.append(wrap(nn.Conv2d(c_in, c_out, 4, 2, 1)))
+            if self.batch_norm and c_in != channels:
+                layers.append(nn.BatchNorm2d(c_out))
+            layers.append(nn.LeakyReLU(0.2, True))
             c_in = c_out
         self.features = nn.Sequential(*layers)  # N x c0 x 4 x 4
-        self.mbstd = MinibatchStd()
-        self.head = nn.Sequential(
-            spectral_norm(nn.Conv2d(c_in + 1, c_in, 3, 1, 1)), nn.LeakyReLU(0.2, True), nn.Flatten()
+        self.mbstd = None if self.batch_norm else MinibatchStd()
+        self.head = (
+            nn.Flatten()
+            if self.batch_norm
+            else nn.Sequential(
+                spectral_norm(nn.Conv2d(c_in + 1, c_in, 3, 1, 1)),
+                nn.LeakyReLU(0.2, True),
+                nn.Flatten(),
+            )
         )  # N x c0*16
-        self.linear = spectral_norm(nn.Linear(c_in * 16, 1))
+        self.linear = wrap(nn.Linear(c_in * 16, 1))
         # Projection discriminator (Miyato & Koyama 2018): the class score is the inner
         # product of a class embedding with the features, which conditions D far more
         # reliably than feeding the label in as an extra input channel.
-        self.embed = spectral_norm(nn.Embedding(classes, c_in * 16)) if classes > 1 else None
+        embed = nn.Embedding(classes, c_in * 16) if classes > 1 else None
+        if self.batch_norm:
+            self.apply(dcgan_init)
+            if embed is not None:  # N(0, 1) rows would swamp the score without spectral norm
+                nn.init.normal_(embed.weight, 0.0, 0.02)
+        self.embed = wrap(embed) if embed is not None else None
 
     def forward(self, images: torch.Tensor, labels: torch.Tensor, group: int) -> torch.Tensor:
-        h = self.head(self.mbstd(self.features(images), group))  # N x c0*16
+        h = self.features(images)
+        h = self.head(h if self.mbstd is None else self.mbstd(h, group))  # N x c0*16
         out = self.linear(h).squeeze(1)  # N
         if self.embed is not None:
             out = out + (self.embed(labels) * h).sum(dim=1)
@@ -219,8 +274,13 @@ class Gan:
         self.device = torch.device(spec.device)
         self.bf16 = uses_bf16(self.device, spec.train)
 
-        self.generator = Generator(self.latent_dim, width, spec.channels, levels, self.classes)
-        self.discriminator = Discriminator(width, spec.channels, levels, self.classes)
+        options = self.options
+        self.generator = Generator(
+            self.latent_dim, width, spec.channels, levels, self.classes, options.upsample
+        )
+        self.discriminator = Discriminator(
+            width, spec.channels, levels, self.classes, options.d_norm
+        )
         # channels_last lets bf16 convs use tensor cores; on the CPU the layout stays as is.
         for net in (self.generator, self.discriminator):
             net.to(self.device)
@@ -262,6 +322,13 @@ class Gan:
                 "DistributedDataParallel does not support",
                 "set model.r1=0 to train over several processes, or train in one process",
             )
+        if self.discriminator.batch_norm:
+            raise ConfigError(
+                "model.d_norm: a batch-norm discriminator scores reals and fakes in two "
+                "passes before one backward, which this engine does not yet distribute",
+                'set model.d_norm = "spectral" to train over several processes, or train '
+                "in one process",
+            )
         self.generator_train = wrap(self.generator)
         self.discriminator_train = wrap(self.discriminator)
 
@@ -287,11 +354,17 @@ class Gan:
             # sees it detached, then G is scored by the updated D. It saves a G forward pass.
             fake = self.generator_train(z, labels)  # N x C x H x W
 
-            # D: real and fake in one call. D has no batch norm, and its minibatch-std groups
-            # (``group`` consecutive images, ``group`` divides N) never straddle the halves.
-            both = torch.cat([images, fake.detach().to(images.dtype)])  # 2N x C x H x W
-            scores = self._d(both, torch.cat([labels, labels]), group, self.discriminator_train)
-            real_score, fake_score = scores[:n], scores[n:]
+            # D: real and fake in one call, unless D has batch norm (its statistics must not
+            # mix the two). The minibatch-std groups (``group`` consecutive images, ``group``
+            # divides N) never straddle the halves.
+            net = self.discriminator_train
+            if self.discriminator.batch_norm:
+                real_score = self._d(images, labels, group, net)
+                fake_score = self._d(fake.detach().to(images.dtype), labels, group, net)
+            else:
+                both = torch.cat([images, fake.detach().to(images.dtype)])  # 2N x C x H x W
+                scores = self._d(both, torch.cat([labels, labels]), group, net)
+                real_score, fake_score = scores[:n], scores[n:]
             if self.options.loss == "hinge":
                 loss_d = F.relu(1 - real_score).mean() + F.relu(1 + fake_score).mean()
             else:  # non-saturating: softplus(-x) = -log sigmoid(x)
