@@ -157,6 +157,9 @@ def _start_long_run(*extra: str) -> subprocess.Popen[str]:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # A suite started in the background (`... &` without job control) passes SIGINT on
+        # ignored, and Python then leaves it ignored: give the run the default disposition.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
 
 
