@@ -24,6 +24,7 @@ keys of ``GanOptions``; ``[train] lr, lr_d, beta1, beta2, precision``."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 from collections.abc import Callable, Iterable, Mapping
@@ -310,24 +311,18 @@ class Gan:
         """Train G and D through DistributedDataParallel wrappers (``wrap``), which average
         their gradients over the processes of the run.
 
-        D's update runs one wrapped forward (reals and fakes in one batch) and one backward.
-        G's update scores the fakes with the plain D: D's weights get no gradient there, and
-        a second wrapped forward would wait for a gradient sync that never comes. BatchNorm
-        statistics are per process; DDP copies rank 0's buffers (G's BN statistics, D's
-        spectral-norm vectors) to every rank at each wrapped forward.
+        D's update runs one wrapped forward (reals and fakes in one batch) and one backward;
+        a batch-norm D runs two, the first inside ``no_sync`` (see ``train_step``). G's
+        update scores the fakes with the plain D: D's weights get no gradient there, and a
+        second wrapped forward would wait for a gradient sync that never comes. BatchNorm
+        statistics are per process; DDP copies rank 0's buffers (G's and D's BN statistics,
+        D's spectral-norm vectors) to every rank at each wrapped forward.
         """
         if self.options.r1:
             raise ConfigError(
                 "model.r1: the R1 penalty needs a double backward through D, which "
                 "DistributedDataParallel does not support",
                 "set model.r1=0 to train over several processes, or train in one process",
-            )
-        if self.discriminator.batch_norm:
-            raise ConfigError(
-                "model.d_norm: a batch-norm discriminator scores reals and fakes in two "
-                "passes before one backward, which this engine does not yet distribute",
-                'set model.d_norm = "spectral" to train over several processes, or train '
-                "in one process",
             )
         self.generator_train = wrap(self.generator)
         self.discriminator_train = wrap(self.discriminator)
@@ -340,6 +335,16 @@ class Gan:
         net = self.discriminator if net is None else net
         return net(images, labels, group).float()  # N, float32 for the losses
 
+    def _autocast(self) -> torch.autocast:
+        return torch.autocast(self.device.type, torch.bfloat16, enabled=self.bf16)
+
+    def _d_loss(self, scores: torch.Tensor, real: bool) -> torch.Tensor:
+        """D's loss on scores of reals (``real``) or of fakes."""
+        sign = -1.0 if real else 1.0
+        if self.options.loss == "hinge":
+            return F.relu(1 + sign * scores).mean()
+        return F.softplus(sign * scores).mean()  # non-saturating: softplus(-x) = -log sigmoid(x)
+
     def train_step(self, images: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
         """One D and one G update. Returns 0-dim tensors, read only when logged (no GPU wait)."""
         n = images.shape[0]
@@ -349,35 +354,43 @@ class Gan:
         if self.bf16:
             images = images.contiguous(memory_format=torch.channels_last)
         z = torch.randn(n, self.latent_dim, device=self.device)
-        with torch.autocast(self.device.type, torch.bfloat16, enabled=self.bf16):
+        with self._autocast():
             # One generator pass serves both updates (as in the PyTorch DCGAN example): D
             # sees it detached, then G is scored by the updated D. It saves a G forward pass.
             fake = self.generator_train(z, labels)  # N x C x H x W
-
-            # D: real and fake in one call, unless D has batch norm (its statistics must not
-            # mix the two). The minibatch-std groups (``group`` consecutive images, ``group``
-            # divides N) never straddle the halves.
-            net = self.discriminator_train
-            if self.discriminator.batch_norm:
+        fake_in = fake.detach().to(images.dtype)
+        net = self.discriminator_train
+        self.opt_d.zero_grad(set_to_none=True)
+        if self.discriminator.batch_norm:
+            # Batch statistics must not mix reals and fakes: two passes, each with its own
+            # backward. Over several processes the first one only accumulates (no_sync)
+            # and the second averages the sum over the processes, as one backward would.
+            with _no_sync(net), self._autocast():
                 real_score = self._d(images, labels, group, net)
-                fake_score = self._d(fake.detach().to(images.dtype), labels, group, net)
-            else:
-                both = torch.cat([images, fake.detach().to(images.dtype)])  # 2N x C x H x W
+                loss_real = self._d_loss(real_score, real=True)
+            loss_real.backward()
+            with self._autocast():
+                fake_score = self._d(fake_in, labels, group, net)
+                loss_fake = self._d_loss(fake_score, real=False)
+                penalty = self._r1(images, labels, group) if self.options.r1 else None
+            (loss_fake if penalty is None else loss_fake + penalty).backward()
+            loss_d = loss_real.detach() + loss_fake.detach()
+        else:
+            with self._autocast():
+                # Real and fake in one call. The minibatch-std groups (``group``
+                # consecutive images, ``group`` divides N) never straddle the halves.
+                both = torch.cat([images, fake_in])  # 2N x C x H x W
                 scores = self._d(both, torch.cat([labels, labels]), group, net)
                 real_score, fake_score = scores[:n], scores[n:]
-            if self.options.loss == "hinge":
-                loss_d = F.relu(1 - real_score).mean() + F.relu(1 + fake_score).mean()
-            else:  # non-saturating: softplus(-x) = -log sigmoid(x)
-                loss_d = F.softplus(-real_score).mean() + F.softplus(fake_score).mean()
-            penalty = self._r1(images, labels, group) if self.options.r1 else None
-        self.opt_d.zero_grad(set_to_none=True)
-        (loss_d if penalty is None else loss_d + penalty).backward()
+                loss_d = self._d_loss(real_score, real=True) + self._d_loss(fake_score, real=False)
+                penalty = self._r1(images, labels, group) if self.options.r1 else None
+            (loss_d if penalty is None else loss_d + penalty).backward()
         self.opt_d.step()
 
         # G: make D call the fakes real. D is frozen meanwhile, which skips computing its
         # weight gradients; the gradient still flows through D to G.
         self.discriminator.requires_grad_(False)
-        with torch.autocast(self.device.type, torch.bfloat16, enabled=self.bf16):
+        with self._autocast():
             fake_score = self._d(fake, labels, group)
         self.discriminator.requires_grad_(True)
         if self.options.loss == "hinge":
@@ -454,7 +467,7 @@ class Gan:
                     len(labels), (STANDING_BATCH,), device=self.device, generator=draws
                 )
                 classes = labels.to(self.device)[pick] if self.classes else torch.zeros_like(pick)
-                with torch.autocast(self.device.type, torch.bfloat16, enabled=self.bf16):
+                with self._autocast():
                     net(z, classes)
         finally:
             for norm in norms:
@@ -535,6 +548,12 @@ def load_flat_state(parts: Mapping[str, Any], state: Mapping[str, torch.Tensor])
                 slots.setdefault(int(index), {})[name] = value
             groups = part.state_dict()["param_groups"]  # learning rates come from the scenario
             part.load_state_dict({"state": slots, "param_groups": groups})
+
+
+def _no_sync(net: nn.Module) -> contextlib.AbstractContextManager[Any]:
+    """DistributedDataParallel's no_sync (keep gradients local), or nothing for a plain net."""
+    no_sync = getattr(net, "no_sync", None)
+    return no_sync() if no_sync is not None else contextlib.nullcontext()
 
 
 def uses_bf16(device: torch.device, train: Mapping[str, Any]) -> bool:
