@@ -208,7 +208,9 @@ def test_gan_learns_the_colour_of_its_data(layers):
         return (model.generate(z, labels) - target).abs().mean().item()
 
     before = distance()
-    for _ in range(60):
+    # DCGAN's layers (N(0, 0.02) weights, lr 1e-3) start slowly: after 60 steps some seeds
+    # had closed only a third of the distance; after 160, every seed tried at least 71%.
+    for _ in range(160):
         model.train_step(target.contiguous(), labels)
     assert distance() < 0.5 * before
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -114,18 +116,9 @@ def test_a_run_recorded_before_sample_noise_regenerates_with_its_own_noise(tmp_p
     registry = Registry(Settings().registry_url)
     (summary,) = registry.list_runs()
     output = Path(registry.get_run(summary.id).output_dir)
-    # the row as an earlier aigc-run wrote it: no sample.noise key
-    with registry.engine.begin() as connection:
-        config = connection.execute(
-            text("SELECT config FROM aigc_runs WHERE id = :id"), {"id": summary.id}
-        ).scalar_one()
-        config = json.loads(config) if isinstance(config, str) else config
-        del config["sample"]["noise"]
-        connection.execute(
-            text("UPDATE aigc_runs SET config = :config WHERE id = :id"),
-            {"config": json.dumps(config), "id": summary.id},
-        )
     registry.close()
+    # the row as an earlier aigc-run wrote it: no sample.noise key
+    _edit_config(summary.id, lambda config: config["sample"].pop("noise"))
     row = _manifest(output)[0]
     again = CliRunner().invoke(
         main, ["sample", str(summary.id), "--regenerate", row["index"], "--out", str(tmp_path)]
@@ -133,3 +126,30 @@ def test_a_run_recorded_before_sample_noise_regenerates_with_its_own_noise(tmp_p
     assert again.exit_code == 0, again.output
     redrawn = np.asarray(Image.open(again.output.split()[0]))
     assert np.array_equal(redrawn, np.asarray(Image.open(output / row["file"])))
+
+
+def test_a_checkpoint_that_does_not_fit_the_model_is_explained(run) -> None:
+    # As a checkpoint from before a model family changed its networks reads today: its
+    # tensors do not fit the networks that the run's recorded settings build.
+    run_id, _ = run
+    _edit_config(run_id, lambda config: config["model"].update(width=16))
+    result = CliRunner().invoke(main, ["sample", str(run_id), "--count", "3"])
+    assert result.exit_code == 1, result.output
+    assert "does not fit the model" in result.output and "runs show" in result.output
+    assert "Traceback" not in result.output
+
+
+def _edit_config(run_id: int, change: Callable[[dict[str, Any]], object]) -> None:
+    """Change the config recorded in the registry for ``run_id``."""
+    registry = Registry(Settings().registry_url)
+    with registry.engine.begin() as connection:
+        config = connection.execute(
+            text("SELECT config FROM aigc_runs WHERE id = :id"), {"id": run_id}
+        ).scalar_one()
+        config = json.loads(config) if isinstance(config, str) else config
+        change(config)
+        connection.execute(
+            text("UPDATE aigc_runs SET config = :config WHERE id = :id"),
+            {"config": json.dumps(config), "id": run_id},
+        )
+    registry.close()

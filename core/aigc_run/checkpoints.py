@@ -6,6 +6,7 @@ import hashlib
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -64,6 +65,25 @@ def load(path: Path) -> dict[str, torch.Tensor]:
     ):
         raise AigcError(f"checkpoint {path} is not a mapping of tensors")
     return loaded
+
+
+def restore(model: Any, path: Path) -> None:
+    """Load checkpoint ``path`` into ``model``, or say why its tensors do not fit.
+
+    They do not when the model family has changed its networks since the file was
+    written: the model is rebuilt from the run's recorded settings by today's code.
+    """
+    state = load(path)
+    try:
+        model.load_state_dict(state)
+    except (RuntimeError, KeyError, ValueError) as e:
+        reason = str(e).strip().splitlines()
+        raise AigcError(
+            f"checkpoint {path} does not fit the model its run's settings build: "
+            + (reason[-1].strip() if reason else type(e).__name__),
+            "it was written by another version of the model family; load it with the "
+            "versions the run recorded (aigc-run runs show RUN_ID lists them)",
+        ) from e
 
 
 def metadata(path: Path) -> dict[str, str]:

@@ -115,9 +115,9 @@ def run_scenario(
 
         start = None
         if resume:
-            from aigc_run.checkpoints import load
+            from aigc_run.checkpoints import restore
 
-            model.load_state_dict(load(resume.checkpoint))
+            restore(model, resume.checkpoint)
             start = resume_point(resume_id, resume.step, resume.checkpoint)
         checkpoint = train(
             model,

@@ -45,7 +45,7 @@ def load_trained(
 ) -> Trained:
     """The model of run ``run_id`` at checkpoint ``step`` (default: its last one)."""
     from aigc_run import engine
-    from aigc_run.checkpoints import load, sha256_of
+    from aigc_run.checkpoints import restore, sha256_of
     from aigc_run.data import load_dataset
 
     registry = Registry(settings.registry_url)
@@ -81,7 +81,7 @@ def load_trained(
     train_idx, _ = dataset.split(scenario.data.holdout, scenario.train.seed)
     device = engine.pick_device(scenario.train.device)
     model = engine._create_model(family, scenario, dataset, device)
-    model.load_state_dict(load(path))
+    restore(model, path)
     thresholds = {
         e.metric.removeprefix("threshold:"): e.value
         for e in history
