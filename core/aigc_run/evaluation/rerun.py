@@ -60,7 +60,7 @@ def evaluate_run(
     dataset = load_dataset(plugins, scenario, settings.cache_dir, say)
     train_idx, held_idx = dataset.split(scenario.data.holdout, scenario.train.seed)
     model = _create_model(family, scenario, dataset, device)
-    model.load_state_dict(checkpoints.load(path))
+    checkpoints.restore(model, path)
     say(f"run {run_id}: evaluating {path.name} on {device}")
     output_dir = Path(detail.output_dir)
     figures = protocol.evaluate(
