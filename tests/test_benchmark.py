@@ -15,10 +15,8 @@ REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("AIGC_TEST_DATA", REPO.parent / "shared" / "data"))
 
 
-def _load_benchmark():
-    spec = importlib.util.spec_from_file_location(
-        "quality_vs_dcgan", REPO / "benchmarks" / "quality_vs_dcgan.py"
-    )
+def _load_benchmark(name: str = "quality_vs_dcgan"):
+    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
     assert spec and spec.loader
     benchmark = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(benchmark)
@@ -79,3 +77,15 @@ def test_the_inception_scores_show_the_small_sample_bias(tmp_path: Path, monkeyp
     assert same["fid_inception_8"] > same["fid_inception"]  # bias: more of it at n = 8
     for key in same:
         assert same[key] < different[key], key
+
+
+@pytest.mark.slow
+def test_vae_sampler_scores_the_prior_and_the_mixture(tmp_path: Path, monkeypatch):
+    if not (DATA / "pneumoniamnist" / "pneumoniamnist.npz").exists():
+        pytest.skip(f"no PneumoniaMNIST under {DATA} (set AIGC_TEST_DATA)")
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))  # it imports quality_vs_dcgan
+    benchmark = _load_benchmark("vae_sampler")
+    args = ["--data-dir", str(DATA), "--steps", "20", "--samples", "200"]
+    result = benchmark.main([*args, "--cache", str(tmp_path)])
+    for sampler in ("prior", "mixture"):
+        assert result[sampler]["fid_domain"] > 0
