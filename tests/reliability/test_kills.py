@@ -5,6 +5,7 @@ same samples as a run that was never killed: nothing is lost beyond the last che
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
 import random
@@ -127,6 +128,11 @@ def test_twenty_sigkills_lose_nothing_beyond_the_last_checkpoint(tmp_path: Path,
     process = _start(home, "scenario", str(scenario))
     while True:
         if kills < KILLS:
+            if kills % 2:
+                # Every other kill lands after this process's first checkpoint, so that at
+                # least half are followed by a resume whatever the machine's start-up time:
+                # on a slow one, random times alone put most kills before it.
+                _wait_for_a_checkpoint(home, process)
             time.sleep(chance.uniform(0.5, 0.8 * lifetime))
         if kills < KILLS and process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
@@ -157,6 +163,20 @@ def test_twenty_sigkills_lose_nothing_beyond_the_last_checkpoint(tmp_path: Path,
     tally["SIGKILLs survived"] += kills
     tally["resumes after a SIGKILL"] += resumes
     print(f"{kills} SIGKILLs, {resumes} resumes, {fresh_starts} new runs, {verified} verified")
+
+
+def _wait_for_a_checkpoint(home: Path, process: subprocess.Popen[str]) -> None:
+    """Until a checkpoint file written after ``process`` started exists, or it has ended.
+
+    Reads the files, not the registry: opening the registry here would compete with the
+    process for its database lock."""
+    started = time.time() - 1  # file times have coarser clocks on some file systems
+    while process.poll() is None:
+        for path in home.glob("**/*.safetensors"):
+            with contextlib.suppress(FileNotFoundError):  # pruned meanwhile
+                if path.stat().st_mtime >= started:
+                    return
+        time.sleep(0.1)
 
 
 def _decisions(rows: list[dict]) -> list[dict]:
