@@ -301,10 +301,8 @@ class Gan:
         lr = float(train.get("lr", 2e-4))
         lr_d = train.get("lr_d")
         betas = (float(train.get("beta1", 0.5)), float(train.get("beta2", 0.999)))
-        self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=lr, betas=betas)
-        self.opt_d = torch.optim.Adam(
-            self.discriminator.parameters(), lr=float(lr_d or lr), betas=betas
-        )
+        self.opt_g = adam(self.generator.parameters(), lr, betas)
+        self.opt_d = adam(self.discriminator.parameters(), float(lr_d or lr), betas)
         self.step = 0
 
     # -- training ------------------------------------------------------------------------
@@ -550,6 +548,14 @@ def load_flat_state(parts: Mapping[str, Any], state: Mapping[str, torch.Tensor])
                 slots.setdefault(int(index), {})[name] = value
             groups = part.state_dict()["param_groups"]  # learning rates come from the scenario
             part.load_state_dict({"state": slots, "param_groups": groups})
+
+
+def adam(params: Iterable[torch.Tensor], lr: float, betas: tuple[float, float]) -> torch.optim.Adam:
+    """Adam with torch's fused kernel (one pass over all the tensors rather than a loop of
+    small ops for each), for the gan and vae families. The same algorithm, equal to the
+    loop's up to rounding; on 2 CPU cores the ecommerce recipe's step ran ~5% faster
+    (benchmarks/adam_fused.py), which on a 10-minute budget is ~5% more steps."""
+    return torch.optim.Adam(params, lr=lr, betas=betas, fused=True)
 
 
 def _no_sync(net: nn.Module) -> contextlib.AbstractContextManager[Any]:

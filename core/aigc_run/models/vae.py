@@ -33,6 +33,7 @@ from torch import nn
 from aigc_run.components import ModelSpec
 from aigc_run.models.gan import (
     Generator,
+    adam,
     channels_at,
     check_geometry,
     flat_state,
@@ -102,7 +103,7 @@ class Vae:
             part.to(self.device)
         params = [*self.encoder.parameters(), *self.decoder.parameters(), *self.prior.parameters()]
         betas = (float(spec.train.get("beta1", 0.5)), float(spec.train.get("beta2", 0.999)))
-        self.optimizer = torch.optim.Adam(params, lr=float(spec.train.get("lr", 2e-4)), betas=betas)
+        self.optimizer = adam(params, float(spec.train.get("lr", 2e-4)), betas)
         self.mixture = LatentMixture(max(self.classes, 1), self.options.components, self.latent_dim)
         self.mixture.to(self.device)
         self.step = 0
