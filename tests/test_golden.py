@@ -1,0 +1,64 @@
+"""A run draws exactly what it drew before: the golden scenarios against their recording.
+
+``tests/golden/record.py`` ran each scenario in ``tests/golden/`` and kept its final
+checkpoint, manifest and the sha256 of every image's pixels. Here the same scenarios run
+again, the same way (the CLI in a fresh process, one thread, on the CPU), and everything
+must match bit for bit: a refactor that changes what a run computes fails this test.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+GOLDEN = Path(__file__).parent / "golden"
+SCENARIOS = sorted(p.stem for p in GOLDEN.glob("*.toml"))
+
+spec = importlib.util.spec_from_file_location("golden_record", GOLDEN / "record.py")
+assert spec is not None and spec.loader is not None
+record = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(record)
+
+
+def rows(manifest: Path) -> list[dict[str, str]]:
+    with manifest.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def outcome(row: dict[str, str]) -> tuple[object, ...]:
+    """What a manifest row says about its sample: which image, asked for which class,
+    whether it was kept, and every filter's score."""
+    scores = {k: float(v) for k, v in row.items() if k.startswith("score:")}
+    return row["file"], row["class"], row["seed"], row["index"], row["accepted"], scores
+
+
+def rejected_by(row: dict[str, str]) -> list[str]:
+    """The filters that rejected the sample, from the reason text ("name score < t; ...")."""
+    return [part.split()[0] for part in row["reason"].split("; ") if part]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", SCENARIOS)
+def test_a_run_draws_what_it_drew_before(name: str, tmp_path: Path) -> None:
+    from safetensors.torch import load_file
+
+    output = tmp_path / "run"
+    record.run(GOLDEN / f"{name}.toml", tmp_path / "home", output)
+    recorded = GOLDEN / name
+
+    final = sorted((output / "checkpoints").glob("*.safetensors"))[-1]
+    got, want = load_file(final), load_file(recorded / "checkpoint.safetensors")
+    assert sorted(got) == sorted(want)
+    changed = [k for k in want if not got[k].equal(want[k])]
+    assert not changed, f"tensors differ from the recording: {changed[:5]}"
+
+    got_rows, want_rows = rows(output / "manifest.csv"), rows(recorded / "manifest.csv")
+    assert [outcome(r) for r in got_rows] == [outcome(r) for r in want_rows]
+    assert [rejected_by(r) for r in got_rows] == [rejected_by(r) for r in want_rows]
+    assert any(r["accepted"] == "0" for r in want_rows)  # the filters had something to do
+
+    assert record.pixels(output) == json.loads((recorded / "pixels.json").read_text())
