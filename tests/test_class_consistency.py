@@ -12,7 +12,8 @@ import torch
 
 from aigc_ecommerce.filters import class_consistency
 from aigc_medical.filters import anatomical_plausibility
-from aigc_run.components import FilterContext
+from aigc_run import FilterContext
+from aigc_run.testing import filter_context
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("AIGC_TEST_DATA", REPO.parent / "shared" / "data"))
@@ -39,8 +40,8 @@ def test_images_asked_for_the_wrong_class_score_low(score) -> None:
     reference, reference_labels = _squares_and_discs(400, seed=0)
     images, labels = _squares_and_discs(40, seed=1)
     names = ["square", "disc"]
-    right = score(images, FilterContext(labels, reference, reference_labels, names))
-    wrong = score(images, FilterContext(1 - labels, reference, reference_labels, names))
+    right = score(images, filter_context(labels, reference, reference_labels, names))
+    wrong = score(images, filter_context(1 - labels, reference, reference_labels, names))
     assert right.shape == wrong.shape == (40,)
     assert (right > 0.5).float().mean() >= 0.9
     assert (wrong < 0.5).float().mean() >= 0.9
@@ -57,14 +58,16 @@ def test_unlabelled_data_passes_everything_rather_than_guessing() -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("scenario", "wrong_at_least", "right_at_most"),
-    [("ecommerce", 0.6, 0.15), ("medical", 0.9, 0.1)],
+    [
+        pytest.param("ecommerce", 0.6, 0.15, marks=pytest.mark.realdata("clothing/images.csv")),
+        pytest.param(
+            "medical", 0.9, 0.1, marks=pytest.mark.realdata("pneumoniamnist/pneumoniamnist.npz")
+        ),
+    ],
 )
 def test_on_real_data_wrong_class_images_are_flagged(
     scenario: str, wrong_at_least: float, right_at_most: float
 ) -> None:
-    needed = DATA / ("clothing/images.csv" if scenario == "ecommerce" else "pneumoniamnist")
-    if not needed.exists():
-        pytest.skip(f"real data absent: {needed} (set AIGC_TEST_DATA)")
     spec = importlib.util.spec_from_file_location(
         "class_consistency_benchmark", REPO / "benchmarks" / "class_consistency.py"
     )

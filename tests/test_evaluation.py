@@ -142,7 +142,7 @@ def test_domain_network_is_cached_and_answers_which_class(tmp_path):
 BLOCKS = """
 from PIL import Image, ImageDraw
 from aigc_run import hookimpl
-from aigc_run.components import DatasetSource, Metric, Sample, ScenarioFile
+from aigc_run import DatasetSource, Metric, Sample, ScenarioFile
 
 def load(request):
     for i in range(120):
@@ -270,7 +270,7 @@ def test_missing_inception_network_fails_before_training(blocks, aigc_home, monk
 
 
 def _inception_or_skip():
-    from aigc_run.errors import ConfigError
+    from aigc_run import ConfigError
     from aigc_run.evaluation import inception
 
     try:
@@ -281,15 +281,15 @@ def _inception_or_skip():
 
 
 @pytest.mark.slow
+@pytest.mark.realdata("clothing/images")
 def test_inception_fid_on_real_clothing_computes_offline(monkeypatch):
     inception = _inception_or_skip()
     photos = sorted((DATA / "clothing" / "images").glob("*.jpg"))[:12]
-    if not photos:
-        pytest.skip(f"no real clothing photos under {DATA} (set AIGC_TEST_DATA)")
+    assert len(photos) == 12, f"fewer than 12 photos in {DATA / 'clothing' / 'images'}"
     from PIL import Image
 
+    from aigc_run import ModelSpec
     from aigc_run.builtin import register_model_families
-    from aigc_run.components import ModelSpec
 
     def refuse(*args, **kwargs):
         raise AssertionError("evaluation tried to open a network connection")
@@ -306,7 +306,7 @@ def test_inception_fid_on_real_clothing_computes_offline(monkeypatch):
     (gan,) = [f for f in register_model_families() if f.name == "gan"]
     torch.manual_seed(0)
     model = gan.create(ModelSpec(3, 64, 1, False, {"width": 8, "latent_dim": 16}, {}, "cpu"))
-    from aigc_run.evaluation.protocol import draw
+    from aigc_run.run.evaluation import draw
 
     generated = draw(model, torch.zeros(12, dtype=torch.int64), seed=0, device="cpu")
     network = inception.InceptionFeatures()
@@ -326,24 +326,24 @@ def test_inception_fid_on_real_clothing_computes_offline(monkeypatch):
     assert np.allclose(real_features.numpy(), theirs, rtol=1e-3, atol=1e-4)
 
 
-def _real_data_or_skip(relative: str) -> Path:
-    path = DATA / relative
-    if not path.exists():
-        pytest.skip(f"real data {path} is absent (set AIGC_TEST_DATA)")
-    return path
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("scenario", "relative"),
-    [("medical", "pneumoniamnist/pneumoniamnist.npz"), ("ecommerce", "clothing")],
+    [
+        pytest.param(
+            "medical",
+            "pneumoniamnist/pneumoniamnist.npz",
+            marks=pytest.mark.realdata("pneumoniamnist/pneumoniamnist.npz"),
+        ),
+        pytest.param("ecommerce", "clothing", marks=pytest.mark.realdata("clothing")),
+    ],
 )
 def test_memorisation_on_real_data(scenario, relative, tmp_path):
     # The benchmark's own measurement: planted training images among the samples are
     # flagged, fresh real images are not.
     import importlib.util
 
-    path = _real_data_or_skip(relative)
+    path = DATA / relative
     script = Path(__file__).resolve().parents[1] / "benchmarks" / "memorisation.py"
     spec = importlib.util.spec_from_file_location("memorisation_benchmark", script)
     assert spec is not None and spec.loader is not None
@@ -356,8 +356,9 @@ def test_memorisation_on_real_data(scenario, relative, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.realdata("pneumoniamnist/pneumoniamnist.npz")
 def test_medical_scenario_reports_tstr_on_real_xrays(aigc_home):
-    path = _real_data_or_skip("pneumoniamnist/pneumoniamnist.npz")
+    path = DATA / "pneumoniamnist/pneumoniamnist.npz"
     args = ["scenario", "medical", "--quiet", "--data", str(path), "--set", "train.steps=300"]
     result = CliRunner().invoke(main, [*args, "--set", "evaluate.metrics=['tstr']"])
     assert result.exit_code == 0, result.output

@@ -11,8 +11,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
-from aigc_run.components import GenerativeModel, ModelSpec
-from aigc_run.errors import ConfigError
+from aigc_run import ConfigError, GenerativeModel, ModelSpec
 from aigc_run.models import gan, vae
 
 FAMILIES = {"gan": gan.create, "vae": vae.create}
@@ -127,14 +126,29 @@ def test_state_dict_round_trip_through_safetensors(family: str, tmp_path: Path):
     fresh.train_step(*batch())  # the optimiser state came back too and training resumes
 
 
+def _changed(state: Mapping[str, torch.Tensor], kept: Mapping[str, torch.Tensor]) -> list[str]:
+    """The keys whose tensors differ between two states with the same keys."""
+    assert state.keys() == kept.keys()
+    return [k for k in kept if not torch.equal(state[k], kept[k])]
+
+
 @pytest.mark.parametrize("family", FAMILIES)
 def test_state_dict_is_a_copy(family: str):
     model = make(family)
+    model.train_step(*batch())  # so that Adam's moments are in the state too
     state = model.state_dict()
+    assert any(k.startswith("optimizer") for k in state)
+    kept = {k: v.clone() for k, v in state.items()}
+    # Writing into every returned tensor leaves the model as it was ...
     for value in state.values():
-        value.zero_()
-    labels = torch.tensor([0, 1, 2, 0, 1, 2])
-    assert model.generate(noise(model), labels).abs().sum() > 0
+        value.add_(1)
+    assert _changed(model.state_dict(), kept) == []
+    # ... and training on leaves the returned tensors as they were: a checkpoint may be
+    # written from them while the next steps run.
+    state = model.state_dict()
+    model.train_step(*batch(seed=1))
+    assert _changed(state, kept) == []
+    assert _changed(model.state_dict(), kept)  # the step did change the model
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -172,13 +186,85 @@ def test_unsupported_geometry_is_a_config_error(family: str, size: int, channels
         make(family, size=size, channels=channels)
 
 
-def test_gan_options_are_used():
-    model = make(
-        "gan",
-        options={"loss": "nonsaturating", "ema": 0.0, "augment": ["translation"], "r1": 1.0},
+def _one_gan_step(options: Mapping[str, Any]):
+    """A gan built and trained one step from seed 0, and each call of its discriminator
+    in that step as (images given, scores returned)."""
+    torch.manual_seed(0)
+    model = make("gan", options=options)
+    calls: list[tuple[torch.Tensor, torch.Tensor]] = []
+    model.discriminator.register_forward_hook(
+        lambda module, args, out: calls.append((args[0].detach().clone(), out.detach().clone()))
     )
     losses = model.train_step(*batch())
-    assert losses["loss_d"] > 0  # softplus losses are positive; hinge ones need not be
+    return model, losses, calls
+
+
+def _loss_is_used():
+    # The losses are the named loss of D's scores: D's first call scores reals then fakes,
+    # its last scores the fakes for G's update.
+    formulas = {
+        "hinge": (
+            lambda real, fake: F.relu(1 - real).mean() + F.relu(1 + fake).mean(),
+            lambda fake: -fake.mean(),
+        ),
+        "nonsaturating": (
+            lambda real, fake: F.softplus(-real).mean() + F.softplus(fake).mean(),
+            lambda fake: F.softplus(-fake).mean(),
+        ),
+    }
+    for loss in formulas:
+        _, losses, calls = _one_gan_step({"loss": loss})
+        (_, scores), (_, for_g) = calls[0], calls[-1]
+        real, fake = scores.split(len(scores) // 2)
+        matches = [
+            name
+            for name, (loss_d, loss_g) in formulas.items()
+            if losses["loss_d"].item() == pytest.approx(loss_d(real, fake).item(), rel=1e-5)
+            and losses["loss_g"].item() == pytest.approx(loss_g(for_g).item(), rel=1e-5)
+        ]
+        assert matches == [loss]  # the named loss, and not the other
+
+
+def _ema_is_used():
+    # ema = 0 samples from G as trained; any other decay from an average that lags behind it.
+    for ema, from_g in [(0.0, True), (0.999, False)]:
+        model, _, _ = _one_gan_step({"ema": ema})
+        z, labels = noise(model), torch.tensor([0, 1, 2, 0, 1, 2])
+        model.generator.eval()
+        with torch.no_grad():
+            own = model.generator(z, labels)
+        assert torch.equal(model.generate(z, labels), own) is from_g, ema
+
+
+def _augment_is_used():
+    # DiffAugment changes what D sees; without it D sees the real images as they are.
+    images, _ = batch()
+    for policies, unchanged in [([], True), (["translation"], False)]:
+        _, _, calls = _one_gan_step({"augment": policies})
+        seen, _ = calls[0]
+        assert torch.equal(seen[: len(images)], images) is unchanged, policies
+
+
+def _r1_is_used():
+    # The penalty is one more pass of D over the reals, and its gradient moves D's weights.
+    plain, _, plain_calls = _one_gan_step({"r1": 0.0})
+    again, _, _ = _one_gan_step({"r1": 0.0})
+    penalised, _, penalised_calls = _one_gan_step({"r1": 1.0})
+    weights = plain.discriminator.state_dict()
+    unchanged = _changed(again.discriminator.state_dict(), weights)
+    changed = _changed(penalised.discriminator.state_dict(), weights)
+    assert unchanged == [] and changed  # the same step without R1 leaves the same weights
+    assert len(penalised_calls) == len(plain_calls) + 1
+
+
+@pytest.mark.parametrize(
+    "check",
+    [_loss_is_used, _ema_is_used, _augment_is_used, _r1_is_used],
+    ids=["loss", "ema", "augment", "r1"],
+)
+def test_gan_options_are_used(check):
+    # Each option against its default, from the same seed: the difference is the option's.
+    check()
 
 
 def test_vae_overfits_a_handful_of_images():

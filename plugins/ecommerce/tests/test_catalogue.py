@@ -14,7 +14,8 @@ from PIL import Image
 
 from aigc_ecommerce import plugin
 from aigc_ecommerce.demo import CATEGORIES
-from aigc_run.components import FilteredBatch, RunInfo
+from aigc_ecommerce.filters import background_clean
+from aigc_run import FilteredBatch, RunInfo
 
 AIGC_RUN = str(Path(sys.executable).parent / "aigc-run")
 
@@ -90,7 +91,30 @@ def test_a_tiny_ecommerce_run_writes_a_catalogue(tmp_path: Path) -> None:
     rows, lines = _feed(out / "samples")
     assert len(rows) == len(lines) == 6
     assert {r["category"] for r in rows} == set(CATEGORIES)  # index % 6: one of each
+    # Each row carries what the run's filters said of that very image: the run's manifest
+    # row for the same file, scores included, and background-clean measured on the PNG.
+    with (out / "manifest.csv").open(newline="") as f:
+        manifest = {r["file"]: r for r in csv.DictReader(f)}
     for row in rows:
-        assert (out / "samples" / row["file"]).is_file()
+        png = out / "samples" / row["file"]
+        assert png.is_file()
         assert row["file"].split("/")[0] == row["category"].replace(" ", "_")
-        assert float(row["score:background-clean"]) >= 0
+        recorded = manifest[f"samples/{row['file']}"]
+        assert recorded["accepted"] == "1"
+        assert [recorded[k] for k in ("class", "seed", "index")] == [
+            row[k] for k in ("category", "seed", "index")
+        ]
+        assert {k: v for k, v in row.items() if k.startswith("score:")} == {
+            k: v for k, v in recorded.items() if k.startswith("score:")
+        }
+        with Image.open(png) as image:
+            rgb = image.convert("RGB")
+        pixels = torch.frombuffer(bytearray(rgb.tobytes()), dtype=torch.uint8)
+        pixels = pixels.view(rgb.height, rgb.width, 3).permute(2, 0, 1)[None]  # 1 x 3 x H x W
+        measured = background_clean(pixels / 255).item()
+        # The filter saw the image before it was rounded to 8 bits: a few border pixels
+        # may fall on the other side of the white level.
+        assert abs(float(row["score:background-clean"]) - measured) <= 0.02
+    # catalogue-copy (the distance to the nearest training image) differs from image to
+    # image, so a row given another image's scores would not match its manifest row.
+    assert len({r["score:catalogue-copy"] for r in rows}) == len(rows)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from aigc_ecommerce.plugin import load_products
-from aigc_run.components import DataRequest, Sample, Skipped
+from aigc_run import DataRequest, Sample, Skipped
 
 USABLE_LABELS = {
     "T-Shirt",
@@ -33,13 +33,9 @@ USABLE_LABELS = {
 
 
 @pytest.mark.slow
+@pytest.mark.realdata("clothing/images.csv")
 def test_the_clothing_dataset_loads_fast_with_its_17_labels(shared_data: Path) -> None:
     folder = shared_data / "clothing"
-    if not (folder / "images.csv").is_file():
-        pytest.skip(
-            f"real data absent: no {folder}/images.csv (set AIGC_TEST_DATA to the "
-            "folder that holds clothing/)"
-        )
     request = DataRequest(path=folder, options={}, image_size=32, channels=3, seed=0)
     start = time.perf_counter()
     items = list(load_products(request))
@@ -54,12 +50,11 @@ def test_the_clothing_dataset_loads_fast_with_its_17_labels(shared_data: Path) -
     assert seconds < 60, f"loading took {seconds:.1f}s"
 
 
+@pytest.mark.realdata("clothing/images.csv")
 def test_a_capped_sample_of_the_clothing_dataset_loads_every_usable_label(
     shared_data: Path,
 ) -> None:
     folder = shared_data / "clothing"
-    if not (folder / "images.csv").is_file():
-        pytest.skip(f"real data absent: no {folder}/images.csv (set AIGC_TEST_DATA)")
     options = {"max_per_class": 2}  # 34 decodes: the rest is skipped before decoding
     request = DataRequest(path=folder, options=options, image_size=32, channels=3, seed=0)
     items = list(load_products(request))

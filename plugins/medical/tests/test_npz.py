@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 
 from aigc_medical.loaders import load
-from aigc_run.components import DataRequest, Sample
-from aigc_run.errors import DataError
+from aigc_run import DataError, DataRequest, Sample
 
 
 def request(path: Path, **options: object) -> DataRequest:
@@ -137,6 +136,7 @@ def test_files_that_are_not_npz(tmp_path: Path) -> None:
         load(request(tmp_path / "missing.npz"))
 
 
+@pytest.mark.realdata("pneumoniamnist/pneumoniamnist.npz")
 def test_real_pneumoniamnist(pneumonia_npz: Path) -> None:
     items = list(load(request(pneumonia_npz)))
     assert len(items) == 4708
