@@ -17,6 +17,8 @@ from pathlib import Path
 
 import torch
 
+from aigc_run.contract.kinds import FILTERS, SCENARIOS
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -29,22 +31,22 @@ def main() -> None:
 
 
 def flag_rates(scenario_name: str, data_dir: Path) -> dict[str, float]:
-    from aigc_run import sampling
-    from aigc_run.components import FilterContext
+    from aigc_run.contract.components import FilterContext
     from aigc_run.data import load_dataset
     from aigc_run.plugins import load_plugins
+    from aigc_run.run import sampling
     from aigc_run.scenario import resolve
     from aigc_run.settings import Settings
 
     plugins = load_plugins()
     from aigc_run.scenario import read_toml
 
-    found = plugins.scenarios()[scenario_name].item
+    found = plugins.contributions(SCENARIOS)[scenario_name].item
     content = dict(found.content) if found.path is None else read_toml(found.path)
     data = {"ecommerce": "clothing", "medical": "pneumoniamnist/pneumoniamnist.npz"}
     scenario = resolve(content, data_path=str(data_dir / data[scenario_name]), environ={})
     name = {"ecommerce": "class-consistency", "medical": "anatomical-plausibility"}
-    chosen = plugins.quality_filters()[name[scenario_name]]
+    chosen = plugins.contributions(FILTERS)[name[scenario_name]]
     dataset = load_dataset(plugins, scenario, Settings().cache_dir, lambda _: None)
     train_idx, held_idx = dataset.split(scenario.data.holdout, scenario.train.seed)
 

@@ -25,6 +25,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from aigc_run.contract.kinds import SCENARIOS
+
 
 def main() -> None:
     default = os.environ.get("AIGC_TEST_DATA", Path(__file__).resolve().parents[2] / "shared/data")
@@ -34,19 +36,19 @@ def main() -> None:
     args = parser.parse_args()
 
     from aigc_run.builtin import register_model_families
-    from aigc_run.components import ModelSpec
+    from aigc_run.contract.components import ModelSpec
     from aigc_run.data import load_dataset
     from aigc_run.evaluation import metrics
     from aigc_run.evaluation.features import domain_features
     from aigc_run.evaluation.figures import subset
-    from aigc_run.evaluation.protocol import draw
     from aigc_run.plugins import Plugins
+    from aigc_run.run.evaluation import draw
     from aigc_run.scenario import read_toml, resolve
 
     print(f"torch threads: {torch.get_num_threads()}, cpu count: {os.cpu_count()}")
     with tempfile.TemporaryDirectory() as cache:
         plugins = Plugins()
-        content = read_toml(plugins.scenarios()["medical"].item.path)
+        content = read_toml(plugins.contributions(SCENARIOS)["medical"].item.path)
         path = args.data / "pneumoniamnist" / "pneumoniamnist.npz"
         scenario = resolve(content, data_path=str(path), environ={})
         dataset = load_dataset(plugins, scenario, Path(cache), say=lambda text: None)

@@ -27,6 +27,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from aigc_run.contract.kinds import SCENARIOS
+
 HOLDOUT = 0.3
 PLANTED = 500
 NOISE = 2.0  # pixel levels of the near copies' noise
@@ -45,7 +47,7 @@ def rates(scenario_name: str, data_path: Path, cache_dir: Path) -> dict[str, flo
     from aigc_run.scenario import read_toml, resolve
 
     plugins = Plugins()
-    content = read_toml(plugins.scenarios()[scenario_name].item.path)
+    content = read_toml(plugins.contributions(SCENARIOS)[scenario_name].item.path)
     scenario = resolve(content, [f"data.holdout={HOLDOUT}"], str(data_path), environ={})
     dataset = load_dataset(plugins, scenario, cache_dir, say=lambda text: None)
     train_idx, held_idx = dataset.split(scenario.data.holdout, scenario.train.seed)

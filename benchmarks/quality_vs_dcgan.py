@@ -47,6 +47,8 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.nn import functional as F
 
+from aigc_run.contract.kinds import MODEL_FAMILIES
+
 REPO = Path(__file__).resolve().parents[1]
 DATASETS = {  # --data name -> (scenario, path under the data folder)
     "clothing": ("ecommerce", "clothing"),
@@ -210,23 +212,23 @@ def dcgan_samples(
 
 
 def train_scenario(scenario: Any, dataset: Any, plugins: Any, minutes: float, device: str) -> Any:
-    """Train the scenario's model with ``aigc_run.training.train`` for ``minutes``."""
-    from aigc_run.components import RunInfo
-    from aigc_run.engine import _create_model
+    """Train the scenario's model with ``aigc_run.run.training.train`` for ``minutes``."""
+    from aigc_run.contract.components import RunInfo
     from aigc_run.registry import Registry
-    from aigc_run.training import train
+    from aigc_run.run.setup import build_model
+    from aigc_run.run.training import train
 
     scenario.train.steps = 10**9  # the budget stops it
     scenario.train.max_minutes = minutes
     scenario.train.checkpoint_every = 10**9  # one checkpoint, at the end
     scenario.train.log_every = 500
-    family = plugins.model_families()[scenario.model.family]
+    family = plugins.contributions(MODEL_FAMILIES)[scenario.model.family]
     with tempfile.TemporaryDirectory() as tmp:
         registry = Registry(f"sqlite:///{tmp}/benchmark.db")
         config = scenario.model_dump(mode="json")
         run_id = registry.create_run(scenario.name, config, {}, device, tmp)
         run = RunInfo(run_id, scenario.name, config, Path(tmp), device)
-        model = _create_model(family, scenario, dataset, device)
+        model = build_model(family, scenario, dataset, device)
         started = time.monotonic()
         last = train(model, dataset.images, dataset.labels, scenario, run, plugins, registry)
         seconds = time.monotonic() - started

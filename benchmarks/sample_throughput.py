@@ -28,11 +28,11 @@ from pathlib import Path
 
 import torch
 
-from aigc_run import sampling
-from aigc_run.builtin import write_png
-from aigc_run.components import FilterContext, ModelSpec, SampleWriter
+from aigc_run.contract.components import FilterContext, ModelSpec, SampleWriter
+from aigc_run.contract.images import write_png
 from aigc_run.models.gan import create
 from aigc_run.plugins import Contribution
+from aigc_run.run import sampling
 from aigc_run.scenario import resolve
 
 CLASSES = 6

@@ -30,10 +30,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from aigc_run import training
-from aigc_run.components import ModelSpec, RunInfo
+from aigc_run.contract.components import ModelSpec, RunInfo
+from aigc_run.contract.kinds import MODEL_FAMILIES
 from aigc_run.plugins import load_plugins
 from aigc_run.registry import Registry
+from aigc_run.run import training
 from aigc_run.scenario import resolve
 
 CLASSES = 4
@@ -67,7 +68,7 @@ def new_model(plugins: Any, scenario: Any, args: argparse.Namespace) -> Any:
         train=scenario.train.model_dump(),
         device=args.device,
     )
-    return plugins.model_families()[args.family].item.create(spec)
+    return plugins.contributions(MODEL_FAMILIES)[args.family].item.create(spec)
 
 
 def plain(model: Any, images: np.ndarray, labels: np.ndarray, args: argparse.Namespace) -> None:

@@ -21,7 +21,8 @@ import numpy as np
 import torch
 from quality_vs_dcgan import DATASETS, REPO, load, make_scorer, scenario_samples
 
-from aigc_run.engine import _create_model
+from aigc_run.contract.kinds import MODEL_FAMILIES
+from aigc_run.run.setup import build_model
 
 
 def main(argv: list[str] | None = None) -> dict[str, object]:
@@ -42,7 +43,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     shared = scenario.model.model_dump(include={"conditional", "latent_dim", "width"})
     scenario.model = type(scenario.model)(family="vae", **shared)
     scenario.train.lr, scenario.train.beta1 = 1e-3, 0.9
-    model = _create_model(plugins.model_families()["vae"], scenario, dataset, "cpu")
+    model = build_model(plugins.contributions(MODEL_FAMILIES)["vae"], scenario, dataset, "cpu")
     images, labels = torch.from_numpy(dataset.images), torch.from_numpy(dataset.labels)
     for step in range(1, args.steps + 1):
         torch.manual_seed(step)

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from aigc_run.errors import ConfigError
+from aigc_run import ConfigError
+from aigc_run.run.training import class_weights
 from aigc_run.scenario import validate
-from aigc_run.training import class_weights
 
 
 def _drawn(labels: np.ndarray, balance: str) -> np.ndarray:

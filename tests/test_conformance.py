@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from aigc_run.cli import main
-from aigc_run.errors import PluginCheckError
+from aigc_run.contract.errors import PluginCheckError
 from aigc_run.testing import check_plugin
 
 # Implements every hook, each returning what the contract asks for.
@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from aigc_run import hookimpl
-from aigc_run.components import (
+from aigc_run import (
     DatasetSource, Metric, ModelFamily, Preprocessor, QualityFilter, Sample, SampleWriter,
     ScenarioFile, Skipped,
 )
@@ -116,7 +116,7 @@ import numpy as np
 from PIL import Image
 
 from aigc_run import hookimpl
-from aigc_run.components import (
+from aigc_run import (
     DatasetSource, Metric, Preprocessor, QualityFilter, Sample, ScenarioFile,
 )
 

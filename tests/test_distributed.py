@@ -15,12 +15,12 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
-from aigc_run.components import ModelSpec
+from aigc_run import ModelSpec
 from aigc_run.models import vae
 from aigc_run.registry import Registry
-from aigc_run.sampling import generate
+from aigc_run.run.sampling import generate
+from aigc_run.run.training import step_seed
 from aigc_run.settings import Settings
-from aigc_run.training import step_seed
 
 AIGC_RUN = str(Path(sys.executable).parent / "aigc-run")
 
@@ -65,7 +65,7 @@ def after_training_step(run, step, values):
 FAILS_ON_RANK_1 = """
 import os
 from aigc_run import hookimpl
-from aigc_run.components import ModelFamily
+from aigc_run import ModelFamily
 from aigc_run.models import gan
 
 class Failing(gan.Gan):

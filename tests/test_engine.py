@@ -9,6 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from aigc_run.cli import main
+from aigc_run.contract.kinds import MODEL_FAMILIES
 from aigc_run.plugins import Plugins
 from aigc_run.registry import Registry
 from aigc_run.settings import Settings
@@ -19,9 +20,8 @@ TILES = """
 import json, os
 from pathlib import Path
 from PIL import Image, ImageDraw
-from aigc_run import hookimpl
-from aigc_run.components import (DatasetSource, Metric, ModelFamily, Preprocessor,
-    QualityFilter, Sample, SampleWriter, ScenarioFile, Skipped)
+from aigc_run import (DatasetSource, GenerativeModel, Metric, ModelFamily, Preprocessor,
+    QualityFilter, Sample, SampleWriter, ScenarioFile, Skipped, hookimpl)
 
 CALLS = Path(os.environ["TILES_CALLS"])
 
@@ -56,7 +56,7 @@ def register_scenarios():
         "filters": {"bright-enough": 0.0},
     })]
 
-class MeanModel:
+class MeanModel(GenerativeModel):
     # The smallest real model family: it learns the mean image and draws it.
 
     latent_dim = 4
@@ -224,6 +224,11 @@ def test_filter_scores_are_recorded_and_rejections_kept_apart(tiles, aigc_home):
     rows = _manifest(detail.output_dir)
     assert all(r["accepted"] == "0" and r["reason"].startswith("bright-enough") for r in rows)
     assert all(r["file"].startswith("rejected/") for r in rows)
+    # the decision as data: which filter, its score and the threshold it missed
+    assert all(r["rejected_by"] == "bright-enough" for r in rows)
+    assert all(float(r["threshold:bright-enough"]) == 2.0 for r in rows)
+    assert all(float(r["score:bright-enough"]) < 2.0 for r in rows)
+    assert detail.samples.rejected_by_filter == {"bright-enough": len(rows)}
 
 
 def test_every_contribution_kind_of_an_outside_plugin_is_used(tiles, aigc_home):
@@ -280,4 +285,4 @@ def test_disabled_plugin_scenario_is_explained(tiles, monkeypatch):
 
 
 def test_builtin_families_available_without_plugins():
-    assert set(Plugins(load_entry_points=False).model_families()) >= {"gan", "vae"}
+    assert set(Plugins(load_entry_points=False).contributions(MODEL_FAMILIES)) >= {"gan", "vae"}

@@ -37,7 +37,10 @@ def outcome(row: dict[str, str]) -> tuple[object, ...]:
 
 
 def rejected_by(row: dict[str, str]) -> list[str]:
-    """The filters that rejected the sample, from the reason text ("name score < t; ...")."""
+    """The filters that rejected the sample: the manifest's rejected_by column, or for a
+    manifest recorded before that column existed, its reason text ("name score < t; ...")."""
+    if "rejected_by" in row:
+        return [name for name in row["rejected_by"].split(";") if name]
     return [part.split()[0] for part in row["reason"].split("; ") if part]
 
 

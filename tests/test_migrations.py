@@ -14,9 +14,9 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
-from aigc_run import migrations
-from aigc_run.errors import RegistryError
-from aigc_run.registry import Base, Registry
+from aigc_run.contract.errors import RegistryError
+from aigc_run.registry import Registry, migrations
+from aigc_run.registry.schema import Base, RejectionRow
 
 REVISIONS = [s.revision for s in reversed(list(migrations.scripts().walk_revisions()))]
 HEAD = REVISIONS[-1]
@@ -72,6 +72,14 @@ def _insert_first_schema_rows(engine: sa.Engine) -> int:
             ),
             {"r": run_id, "c": ckpt, "yes": True},
         )
+        conn.execute(  # a rejected sample, its reason as the sampler wrote it before 0003
+            sa.text(
+                'INSERT INTO aigc_samples (run_id, checkpoint_id, file, label, seed, "index",'
+                " scores, accepted, reason) VALUES (:r, :c, 'rejected/b.png', 'shoe', 7, 1,"
+                " '{\"sharp\": 0.1}', :no, 'sharp 0.1 < 0.5; margin 0.25 > 0.2')"
+            ),
+            {"r": run_id, "c": ckpt, "no": False},
+        )
         conn.execute(
             sa.text(
                 "INSERT INTO aigc_evaluations (run_id, checkpoint_id, metric, value, created_at)"
@@ -90,7 +98,15 @@ def _assert_rows_kept(reg: Registry, run_id: int) -> None:
     assert detail.started_at == datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
     assert detail.metrics == {"loss_g": 2.5}
     assert [c.step for c in detail.checkpoints] == [1]
-    assert (detail.samples.total, detail.samples.accepted) == (1, 1)
+    assert (detail.samples.total, detail.samples.accepted) == (2, 1)
+    # a rejection recorded as text before 0003 is a row per filter after it
+    assert detail.samples.rejected_by_filter == {"margin": 1, "sharp": 1}
+    with reg.engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(RejectionRow.filter, RejectionRow.score, RejectionRow.threshold)
+            .order_by(RejectionRow.filter)
+        ).all()
+    assert [tuple(r) for r in rows] == [("margin", 0.25, 0.2), ("sharp", 0.1, 0.5)]
     assert detail.evaluations == {"fid": 12.5}
 
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from aigc_run import __version__
-from aigc_run.errors import PluginError
+from aigc_run import PluginError, __version__
+from aigc_run.contract.kinds import DATASETS, FILTERS, MODEL_FAMILIES, WRITERS
 from aigc_run.plugins import BUILTIN, Plugins
 
 DATASET_PLUGIN = """
 from aigc_run import hookimpl
-from aigc_run.components import DatasetSource
+from aigc_run import DatasetSource
 
 def load(request):
     return []
@@ -23,17 +23,17 @@ def register_datasets():
 
 def test_builtin_model_families_arrive_through_the_hook():
     plugins = Plugins(load_entry_points=False)
-    families = plugins.model_families()
+    families = plugins.contributions(MODEL_FAMILIES)
     assert {"gan", "vae"} <= set(families)
     assert families["gan"].plugin == BUILTIN
-    assert "png" in plugins.sample_writers()
+    assert "png" in plugins.contributions(WRITERS)
 
 
 def test_entry_point_plugin_is_discovered_with_its_version(install_plugin):
     install_plugin("textiles", DATASET_PLUGIN.format(name="looms"), version="2.3.0")
     plugins = Plugins()
     assert plugins.versions["textiles"] == "2.3.0"
-    assert plugins.datasets()["looms"].plugin == "textiles"
+    assert plugins.contributions(DATASETS)["looms"].plugin == "textiles"
     assert plugins.hooks_of("textiles") == ["register_datasets"]
 
 
@@ -41,14 +41,14 @@ def test_disabled_plugin_is_not_loaded(install_plugin):
     install_plugin("textiles", DATASET_PLUGIN.format(name="looms"))
     plugins = Plugins(disabled={"textiles"})
     assert "textiles" not in plugins.versions
-    assert "looms" not in plugins.datasets()
+    assert "looms" not in plugins.contributions(DATASETS)
 
 
 def test_duplicate_names_are_an_error_naming_both_plugins(install_plugin):
     install_plugin("alpha", DATASET_PLUGIN.format(name="same"))
     install_plugin("beta", DATASET_PLUGIN.format(name="same"))
     with pytest.raises(PluginError) as caught:
-        Plugins().datasets()
+        Plugins().contributions(DATASETS)
     assert "alpha" in str(caught.value) and "beta" in str(caught.value)
     assert "'same'" in str(caught.value)
 
@@ -65,7 +65,7 @@ def test_hook_that_raises_names_plugin_and_hook(install_plugin):
     """,
     )
     with pytest.raises(PluginError) as caught:
-        Plugins().quality_filters()
+        Plugins().contributions(FILTERS)
     assert caught.value.plugin == "broken"
     assert caught.value.hook == "register_quality_filters"
     assert "RuntimeError: boom" in caught.value.message
@@ -86,7 +86,7 @@ def test_wrong_returns_are_rejected_at_load(install_plugin, body, problem):
         "sloppy",
         f"""
         from aigc_run import hookimpl
-        from aigc_run.components import DatasetSource
+        from aigc_run import DatasetSource
 
         @hookimpl
         def register_datasets():
@@ -94,7 +94,7 @@ def test_wrong_returns_are_rejected_at_load(install_plugin, body, problem):
     """,
     )
     with pytest.raises(PluginError) as caught:
-        Plugins().datasets()
+        Plugins().contributions(DATASETS)
     assert caught.value.plugin == "sloppy"
     assert problem in caught.value.message
 
@@ -167,7 +167,7 @@ def test_on_run_error_failures_are_returned_not_raised(install_plugin):
 )
 def test_plugin_supporting_this_engine_version_loads(install_plugin, requires):
     install_plugin("textiles", DATASET_PLUGIN.format(name="looms"), requires=requires)
-    assert "looms" in Plugins().datasets()
+    assert "looms" in Plugins().contributions(DATASETS)
 
 
 def test_plugin_for_another_engine_version_is_refused_naming_both(install_plugin):

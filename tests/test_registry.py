@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from aigc_run.errors import RegistryError
+from aigc_run.contract.errors import RegistryError
 from aigc_run.registry import Registry
 
 CONFIG = {"train": {"steps": 10, "lr": 2e-4}, "model": {"family": "gan"}}
@@ -73,7 +73,7 @@ def test_metrics_checkpoints_samples_evaluations(registry: Registry) -> None:
     ckpt = registry.add_checkpoint(run, 20, "/tmp/out/step-20.safetensors", "ab" * 32)
     registry.add_checkpoint(run, 10, "/tmp/out/step-10.safetensors", "cd" * 32)
 
-    def sample(i: int, accepted: bool, reason: str | None) -> dict[str, Any]:
+    def sample(i: int, accepted: bool, failed: list[str]) -> dict[str, Any]:
         return {
             "file": f"{i:04d}.png",
             "label": "shoe",
@@ -81,13 +81,15 @@ def test_metrics_checkpoints_samples_evaluations(registry: Registry) -> None:
             "index": i,
             "scores": {"white-background": 0.9, "sharpness": 0.1 * i, "broken": math.nan},
             "accepted": accepted,
-            "reason": reason,
+            "rejections": [(name, 0.1 * i, 0.5) for name in failed],
+            "reason": "; ".join(failed),
             "checkpoint_id": ckpt,
         }
 
-    rows = [sample(0, True, None), sample(1, True, None), sample(2, False, "blurry")]
-    rows += [sample(3, False, "blurry"), sample(4, False, "not on white")]
-    rows.append({k: v for k, v in sample(5, False, None).items() if k != "reason"})
+    rows = [sample(0, True, []), sample(1, True, []), sample(2, False, ["sharpness"])]
+    rows += [sample(3, False, ["sharpness", "white-background"])]
+    rows += [sample(4, False, ["white-background"])]
+    rows.append({k: v for k, v in sample(5, False, []).items() if k != "rejections"})
     registry.add_samples(run, rows)
     registry.add_evaluation(run, "fid", 80.0, checkpoint_id=ckpt)
     registry.add_evaluation(run, "fid", 42.5)  # a re-evaluation: the latest value wins
@@ -100,11 +102,17 @@ def test_metrics_checkpoints_samples_evaluations(registry: Registry) -> None:
     assert detail.checkpoints[1] == (20, "/tmp/out/step-20.safetensors", "ab" * 32)
     assert detail.samples.total == 6
     assert detail.samples.accepted == 2
-    assert detail.samples.rejected_by_reason == {"blurry": 2, "not on white": 1, "unspecified": 1}
+    # counted per filter, from the rejections recorded as rows (a sample two filters
+    # rejected counts for both); a rejected sample that names no filter is "unspecified"
+    assert detail.samples.rejected_by_filter == {
+        "sharpness": 2,
+        "white-background": 2,
+        "unspecified": 1,
+    }
     assert detail.evaluations == {"fid": 42.5}
 
     with pytest.raises(ValueError, match=r"lacks \['seed'\]"):
-        registry.add_samples(run, [{k: v for k, v in sample(6, True, None).items() if k != "seed"}])
+        registry.add_samples(run, [{k: v for k, v in sample(6, True, []).items() if k != "seed"}])
 
 
 def test_reap_dead_runs_marks_only_dead_processes(registry: Registry, url: str) -> None:

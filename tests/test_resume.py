@@ -14,8 +14,8 @@ from safetensors.torch import load_file
 
 from aigc_run.checkpoints import sha256_of
 from aigc_run.registry import Registry
+from aigc_run.run.training import _DivergenceGuard
 from aigc_run.settings import Settings
-from aigc_run.training import _DivergenceGuard
 
 AIGC_RUN = str(Path(sys.executable).parent / "aigc-run")
 

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from click.testing import CliRunner, Result
 
 from aigc_run.cli import main
-from aigc_run.errors import RegistryError
+from aigc_run.contract.errors import RegistryError
 from aigc_run.registry import Registry
 from aigc_run.settings import Settings
 
@@ -100,12 +100,14 @@ def test_runs_show_json_has_everything_and_no_nan(registry, tmp_path):
     assert shown["config"] == CONFIG_A
     assert shown["metrics"] == {"loss_g": 1.5, "loss_d": None}
     assert shown["evaluations"] == {"fid": 40.0}
-    assert shown["samples"] == {"total": 0, "accepted": 0, "rejected_by_reason": {}}
+    assert shown["samples"] == {"total": 0, "accepted": 0, "rejected_by_filter": {}}
 
     registry.add_samples(run_id, [
         {"file": "", "label": "a", "seed": 1, "index": i, "scores": {}, "accepted": False,
-         "reason": reason}
-        for i, reason in enumerate(["sharp 0.1 < 0.5", "sharp 0.2 < 0.5; white 0.3 < 0.9"])
+         "rejections": failed}
+        for i, failed in enumerate(
+            [[("sharp", 0.1, 0.5)], [("sharp", 0.2, 0.5), ("white", 0.3, 0.9)]]
+        )
     ])  # fmt: skip
     text = cli("runs", "show", str(run_id)).output
     assert "samples: 2 generated, 0 accepted; rejected by sharp: 2; rejected by white: 1" in text

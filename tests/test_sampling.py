@@ -9,11 +9,11 @@ import pytest
 import torch
 from PIL import Image
 
-from aigc_run import sampling
-from aigc_run.builtin import write_png
-from aigc_run.components import FilterContext, ModelSpec, SampleWriter
+from aigc_run import FilterContext, ModelSpec, SampleWriter
+from aigc_run.contract.images import write_png
 from aigc_run.models.gan import create
 from aigc_run.plugins import Contribution
+from aigc_run.run import sampling
 from aigc_run.scenario import resolve
 
 
@@ -40,14 +40,14 @@ def test_an_auto_batch_is_the_largest_power_of_two_in_half_the_free_memory():
 
 
 def test_auto_batch_on_a_cpu_is_the_documented_default():
-    model = create(ModelSpec(3, 16, 2, True, {"width": 4, "latent_dim": 8}, {}, "cpu"))
+    model = create(ModelSpec(3, 16, 2, True, {"width": 8, "latent_dim": 8}, {}, "cpu"))
     assert sampling.pick_batch_size(model, "auto", "cpu") == sampling.AUTO_BATCH
     assert sampling.pick_batch_size(model, 12, "cpu") == 12
 
 
 def test_a_large_run_keeps_only_the_contact_sheets_images_in_memory(tmp_path: Path):
     torch.manual_seed(0)
-    model = create(ModelSpec(3, 16, 2, True, {"width": 4, "latent_dim": 8}, {}, "cpu"))
+    model = create(ModelSpec(3, 16, 2, True, {"width": 8, "latent_dim": 8}, {}, "cpu"))
     count = 2 * sampling.SHEET_PER_CLASS + 150
     result = _sample(model, count, tmp_path, batch_size=64)
     assert result.accepted == count == len(list(tmp_path.glob("samples/*/*.png")))
@@ -59,7 +59,7 @@ def test_a_large_run_keeps_only_the_contact_sheets_images_in_memory(tmp_path: Pa
 @pytest.mark.slow
 def test_compiled_sampling_draws_the_eager_images_to_a_grey_level(tmp_path: Path):
     torch.manual_seed(0)
-    model = create(ModelSpec(3, 16, 2, True, {"width": 4, "latent_dim": 8}, {}, "cpu"))
+    model = create(ModelSpec(3, 16, 2, True, {"width": 8, "latent_dim": 8}, {}, "cpu"))
     written = {}
     for compiled in (False, True):
         _sample(model, 40, tmp_path / str(compiled), batch_size=16, compile=compiled)

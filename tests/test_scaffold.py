@@ -16,9 +16,10 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
+from aigc_run import ConfigError
 from aigc_run.cli import main
 from aigc_run.conformance import check_installed
-from aigc_run.errors import ConfigError
+from aigc_run.contract.kinds import SCENARIOS
 from aigc_run.plugins import Plugins
 from aigc_run.scaffold import engine_range, new_plugin, plugin_names
 from aigc_run.scenario import validate
@@ -113,7 +114,7 @@ def test_scaffolded_plugin_registered_by_its_entry_point_passes_the_check(tmp_pa
     (info / "entry_points.txt").write_text("[aigc_run.plugins]\nweave = aigc_weave.plugin\n")
     monkeypatch.syspath_prepend(str(tmp_path / "site"))
     monkeypatch.syspath_prepend(str(folder))
-    assert "weave" in Plugins().scenarios()
+    assert "weave" in Plugins().contributions(SCENARIOS)
     report = check_installed("weave")
     assert report.ok, str(report)
     assert any(note.startswith("supports aigc-run") for note in report.notes)

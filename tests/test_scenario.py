@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from aigc_run.errors import ConfigError
+from aigc_run import ConfigError
 from aigc_run.scenario import env_overrides, parse_value, resolve
 
 BASE = {"name": "t", "data": {"source": "products"}, "train": {"steps": 100}}

@@ -14,7 +14,7 @@ from aigc_run.settings import Settings
 STRIPES = """
 from PIL import Image
 from aigc_run import hookimpl
-from aigc_run.components import DatasetSource, Sample, SampleWriter, ScenarioFile
+from aigc_run import DatasetSource, Sample, SampleWriter, ScenarioFile
 
 def load(request):
     for i in range(32):

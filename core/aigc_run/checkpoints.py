@@ -10,7 +10,8 @@ from typing import Any
 
 import torch
 
-from aigc_run.errors import AigcError
+from aigc_run import faults
+from aigc_run.contract.errors import AigcError
 
 
 def save(path: Path, state: Mapping[str, torch.Tensor], metadata: Mapping[str, str]) -> str:
@@ -29,6 +30,7 @@ def save(path: Path, state: Mapping[str, torch.Tensor], metadata: Mapping[str, s
         save_file(tensors, str(temporary), metadata=dict(metadata))
         with temporary.open("rb+") as f:
             os.fsync(f.fileno())
+        faults.point("checkpoint-write")  # the temporary file is whole, not yet renamed
         os.replace(temporary, path)
     except (OSError, SafetensorError) as e:  # safetensors reports a full disk as its own error
         temporary.unlink(missing_ok=True)

@@ -25,8 +25,7 @@ from types import ModuleType
 from typing import Any
 
 from aigc_run import __version__
-from aigc_run.components import (
-    CONTRIBUTIONS,
+from aigc_run.contract.components import (
     DataRequest,
     DatasetSource,
     FilterContext,
@@ -42,13 +41,23 @@ from aigc_run.components import (
     ScenarioFile,
     Skipped,
 )
-from aigc_run.errors import AigcError, PluginCheckError, PluginError
+from aigc_run.contract.errors import AigcError, PluginCheckError, PluginError, describe
+from aigc_run.contract.kinds import (
+    BY_HOOK,
+    DATASETS,
+    FILTERS,
+    KINDS,
+    METRICS,
+    MODEL_FAMILIES,
+    SCENARIOS,
+    STEPS,
+    WRITERS,
+    Kind,
+)
 from aigc_run.plugins import (
     BUILTIN,
     ENTRY_POINT_GROUP,
     Plugins,
-    _check,
-    _describe,
     engine_requirement,
     incompatibility,
 )
@@ -147,48 +156,44 @@ class _Checker:
         self.report.problems.append(text)
 
     def run(self, hooks: list[str]) -> None:
-        for hook in CONTRIBUTIONS:
-            if hook in hooks:
-                self.found[hook] = self.collect(hook)
-        probes: dict[str, Callable[[Any], None]] = {
-            "register_datasets": self.dataset,
-            "register_preprocessors": self.preprocessor,
-            "register_quality_filters": self.quality_filter,
-            "register_sample_writers": self.writer,
-            "register_metrics": self.metric,
-            "register_model_families": self.model_family,
-            "register_scenarios": self.scenario,
+        for kind in KINDS:
+            if kind.hook in hooks:
+                self.found[kind.hook] = self.collect(kind)
+        probes: dict[Kind[Any], Callable[[Any], None]] = {
+            DATASETS: self.dataset,
+            STEPS: self.preprocessor,
+            FILTERS: self.quality_filter,
+            WRITERS: self.writer,
+            METRICS: self.metric,
+            MODEL_FAMILIES: self.model_family,
+            SCENARIOS: self.scenario,
         }
-        for hook, probe in probes.items():  # datasets first: their images feed the rest
-            for item in self.found.get(hook, []):
+        for kind in KINDS:  # datasets first: their images feed the rest
+            for item in self.found.get(kind.hook, []):
                 try:
-                    probe(item)
+                    probes[kind](item)
                 except Exception as e:  # the check itself must finish and report
-                    self.problem(f"{_kind(item)} {item.name!r} raised {_describe(e)}")
-        self.lifecycle([hook for hook in hooks if hook not in CONTRIBUTIONS])
+                    self.problem(f"{kind.noun} {item.name!r} raised {describe(e)}")
+        self.lifecycle([hook for hook in hooks if hook not in BY_HOOK])
 
     # -- contributions ------------------------------------------------------------------
 
-    def collect(self, hook: str) -> list[Any]:
-        (impl,) = [
-            i
-            for i in getattr(self.plugins.manager.hook, hook).get_hookimpls()
-            if i.plugin_name == self.name
-        ]
+    def collect(self, kind: Kind[Any]) -> list[Any]:
+        hook = kind.hook
         try:
-            returned = impl.function()
+            returned = self.plugins.call_plugin(self.name, hook)
         except Exception as e:
-            self.problem(f"{hook} raised {_describe(e)}")
+            self.problem(f"{hook} raised {describe(e)}")
             return []
         if returned is None:
             return []
         if not isinstance(returned, list | tuple):
             self.problem(f"{hook} returned {type(returned).__name__}, not a list")
             return []
-        builtin = self._builtin(hook)
+        builtin = set(self.engine.contributions(kind)) if self.engine else set()
         valid: list[Any] = []
         for item in returned:
-            problem = _check(item, CONTRIBUTIONS[hook])
+            problem = kind.problem(item)
             if problem:
                 self.problem(f"{hook} {problem}")
             elif item.name in builtin:
@@ -198,9 +203,6 @@ class _Checker:
             else:
                 valid.append(item)
         return valid
-
-    def _builtin(self, hook: str) -> set[str]:
-        return set(self.engine.contributions(hook)) if self.engine else set()
 
     # -- probes -------------------------------------------------------------------------
 
@@ -233,9 +235,9 @@ class _Checker:
             return
         import numpy as np
 
-        from aigc_run.data import _to_array  # the engine's own conversion, as in a run
+        from aigc_run.data import to_array  # the engine's own conversion, as in a run
 
-        batch = np.stack([_to_array(s.image, SIZE, source.channels) for s in samples[:2]])
+        batch = np.stack([to_array(s.image, SIZE, source.channels) for s in samples[:2]])
         if batch.shape != (2, source.channels, SIZE, SIZE) or batch.dtype != np.uint8:
             self.problem(f"{where}: a batch of two became {batch.dtype} {batch.shape}")
         elif all(image.min() == image.max() for image in batch):
@@ -267,7 +269,7 @@ class _Checker:
     def quality_filter(self, qf: QualityFilter) -> None:
         import torch
 
-        from aigc_run.sampling import score_filter
+        from aigc_run.run.sampling import score_filter
 
         for channels in self.channels():
             images, context = _random_batch(channels, self.class_names())
@@ -357,17 +359,18 @@ class _Checker:
             return
         if scenario.plugin not in (None, self.name):
             self.problem(f"{where} says plugin = {scenario.plugin!r}, not {self.name!r}")
-        wanted = [
-            ("register_datasets", "data.source", [scenario.data.source]),
-            ("register_preprocessors", "preprocess.steps", scenario.preprocess.steps),
-            ("register_model_families", "model.family", [scenario.model.family]),
-            ("register_quality_filters", "filters", list(scenario.filters)),
-            ("register_sample_writers", "output.writer", [scenario.output.writer]),
-            ("register_metrics", "evaluate.metrics", scenario.evaluate.metrics),
+        wanted: list[tuple[Kind[Any], str, list[str]]] = [
+            (DATASETS, "data.source", [scenario.data.source]),
+            (STEPS, "preprocess.steps", scenario.preprocess.steps),
+            (MODEL_FAMILIES, "model.family", [scenario.model.family]),
+            (FILTERS, "filters", list(scenario.filters)),
+            (WRITERS, "output.writer", [scenario.output.writer]),
+            (METRICS, "evaluate.metrics", scenario.evaluate.metrics),
         ]
         unknown = []
-        for hook, setting, names in wanted:
-            known = self._builtin(hook) | {i.name for i in self.found.get(hook, [])}
+        for kind, setting, names in wanted:
+            builtin = set(self.engine.contributions(kind)) if self.engine else set()
+            known = builtin | {i.name for i in self.found.get(kind.hook, [])}
             unknown += [f"{setting} {n!r}" for n in names if n not in known]
         if unknown:
             self.problem(
@@ -404,26 +407,21 @@ class _Checker:
             "error": RuntimeError("a check failure"),
         }
         for hook in hooks:
-            (impl,) = [
-                i
-                for i in getattr(self.plugins.manager.hook, hook).get_hookimpls()
-                if i.plugin_name == self.name
-            ]
             try:
-                impl.function(**{a: arguments[a] for a in impl.argnames})
+                self.plugins.call_plugin(self.name, hook, **arguments)
             except Exception as e:
-                self.problem(f"{hook} raised {_describe(e)}")
+                self.problem(f"{hook} raised {describe(e)}")
                 continue
             self.report.checked.append(f"{hook}: called with a throwaway run")
 
     # -- what the random batches look like -----------------------------------------------
 
     def channels(self) -> list[int]:
-        found = sorted({s.channels for s in self.found.get("register_datasets", [])})
+        found = sorted({s.channels for s in self.found.get(DATASETS.hook, [])})
         return found or [3]
 
     def class_names(self) -> list[str]:
-        for source in self.found.get("register_datasets", []):
+        for source in self.found.get(DATASETS.hook, []):
             if source.classes:
                 return list(source.classes)
         return ["a", "b"]
@@ -464,7 +462,7 @@ def check_installed(name: str, data: Path | str | None = None) -> PluginReport:
     try:
         module = ep.load()
     except Exception as e:
-        report.problems.append(f"importing {ep.value} raised {_describe(e)}")
+        report.problems.append(f"importing {ep.value} raised {describe(e)}")
         return report
     checked = check_plugin(module, name, data=data, version=version)
     checked.notes[:0] = report.notes
@@ -477,7 +475,7 @@ def _first_items(source: DatasetSource, request: DataRequest) -> tuple[list[Any]
     except AigcError as e:
         return [], f"{type(e).__name__}: {e.message}"
     except Exception as e:
-        return [], _describe(e)
+        return [], describe(e)
 
 
 def _sample_problem(item: object, source: DatasetSource) -> str:
@@ -496,7 +494,7 @@ def _sample_problem(item: object, source: DatasetSource) -> str:
     try:
         item.image.convert("L" if source.channels == 1 else "RGB")
     except Exception as e:
-        return f"image of mode {item.image.mode} cannot be converted: {_describe(e)}"
+        return f"image of mode {item.image.mode} cannot be converted: {describe(e)}"
     return ""
 
 
@@ -512,28 +510,22 @@ def _random_pil(mode: str) -> Any:
 def _random_batch(channels: int, class_names: list[str]) -> tuple[Any, FilterContext]:
     import torch
 
+    from aigc_run.evaluation.classifier import DomainClassifier
+    from aigc_run.settings import Settings
+
     generator = torch.Generator().manual_seed(0)
     images = torch.rand(BATCH, channels, SIZE, SIZE, generator=generator)
     classes = len(class_names)
+    reference = torch.rand(2 * BATCH, channels, SIZE, SIZE, generator=generator)
+    reference_labels = torch.arange(2 * BATCH) % classes
     context = FilterContext(
         labels=torch.arange(BATCH) % classes,
-        reference=torch.rand(2 * BATCH, channels, SIZE, SIZE, generator=generator),
-        reference_labels=torch.arange(2 * BATCH) % classes,
+        reference=reference,
+        reference_labels=reference_labels,
         class_names=class_names,
+        classifier=DomainClassifier(reference, reference_labels, classes, Settings().cache_dir),
     )
     return images, context
-
-
-def _kind(item: object) -> str:
-    return {
-        DatasetSource: "dataset",
-        Preprocessor: "preprocessor",
-        QualityFilter: "quality filter",
-        SampleWriter: "sample writer",
-        Metric: "metric",
-        ModelFamily: "model family",
-        ScenarioFile: "scenario",
-    }.get(type(item), type(item).__name__)
 
 
 def _finite_number(value: Any) -> bool:
@@ -551,7 +543,7 @@ def _random_evaluation(shape: tuple[int, ...], folder: Path) -> Any:
     thumbnails): enough to see a metric run and return numbers, not to judge them."""
     import torch
 
-    from aigc_run.components import EvaluationContext
+    from aigc_run.contract.components import EvaluationContext
 
     n = 32
     generator = torch.Generator().manual_seed(0)

@@ -21,8 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from aigc_run.components import DataRequest, DatasetSource, Preprocessor, Sample, Skipped
-from aigc_run.errors import AigcError, ConfigError, DataError, PluginError
+from aigc_run.contract.components import DataRequest, DatasetSource, Preprocessor, Sample, Skipped
+from aigc_run.contract.errors import AigcError, ConfigError, DataError, PluginError
+from aigc_run.contract.kinds import DATASETS, STEPS
 from aigc_run.plugins import Contribution, Plugins
 from aigc_run.scenario import Scenario
 
@@ -52,7 +53,7 @@ class Dataset:
 
 
 def resolve_source(plugins: Plugins, scenario: Scenario) -> Contribution[DatasetSource]:
-    sources = plugins.datasets()
+    sources = plugins.contributions(DATASETS)
     if scenario.data.source not in sources:
         raise ConfigError(
             f"data.source: no dataset source named {scenario.data.source!r}",
@@ -62,7 +63,7 @@ def resolve_source(plugins: Plugins, scenario: Scenario) -> Contribution[Dataset
 
 
 def resolve_steps(plugins: Plugins, scenario: Scenario) -> list[Contribution[Preprocessor]]:
-    steps = plugins.preprocessors()
+    steps = plugins.contributions(STEPS)
     unknown = [name for name in scenario.preprocess.steps if name not in steps]
     if unknown:
         raise ConfigError(
@@ -164,7 +165,7 @@ def _build(
         image = item.image
         for step in steps:
             image = _apply(step, image, size)
-        pixels.append(_to_array(image, size, channels))
+        pixels.append(to_array(image, size, channels))
         names.append(str(item.label))
         if limit is not None and len(pixels) >= limit:
             break
@@ -215,7 +216,7 @@ def _apply(step: Contribution[Preprocessor], image: Any, size: int) -> Any:
         ) from e
 
 
-def _to_array(image: Any, size: int, channels: int) -> np.ndarray:
+def to_array(image: Any, size: int, channels: int) -> np.ndarray:
     """Convert, centre-crop to a square if a step left it oblong, resize: C x H x W uint8."""
     from PIL import Image
 

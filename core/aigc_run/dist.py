@@ -1,4 +1,4 @@
-"""Training over several processes with torch.distributed: launching, ranks, collectives.
+"""Training over several processes with torch.distributed: ranks and collective calls.
 
 Two ways in, one code path. ``aigc-run scenario NAME --nproc N`` starts N workers on this
 machine with PyTorch's elastic launcher (the machinery behind ``torchrun``), each running
@@ -9,7 +9,7 @@ joins the process group (gloo for CPU tensors, NCCL for CUDA ones).
 
 Rank 0 does everything a one-process run does: it records the run, logs, writes
 checkpoints, the manifest and the report. The other ranks train and sample their part
-(``follow``): they never open the registry, they start from rank 0's weights (so a
+(run/follower.py): they never open the registry, they start from rank 0's weights (so a
 resume needs the checkpoint on rank 0's machine only) and sample with rank 0's final
 weights, handing rank 0 what they generated. The model family opts in by defining
 ``distribute(wrap)``, which wraps its networks in DistributedDataParallel.
@@ -24,8 +24,6 @@ from __future__ import annotations
 import os
 import signal
 import sys
-import time
-import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -34,14 +32,13 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from aigc_run.errors import AigcError, ConfigError
+from aigc_run.contract.errors import AigcError, ConfigError
 
 if TYPE_CHECKING:
     from torch import nn
 
-    from aigc_run.plugins import Plugins
+    from aigc_run.contract.components import GenerativeModel
     from aigc_run.scenario import Scenario
-    from aigc_run.settings import Settings
 
 # The first run of a scenario decodes its data set on rank 0 while the others wait at a
 # barrier: that can take minutes, so the default is generous.
@@ -91,67 +88,6 @@ def current() -> Ranks:
 # ---------------------------------------------------------------------------------------
 # launching and the process group
 # ---------------------------------------------------------------------------------------
-
-
-def launch(nproc: int, argv: list[str]) -> int:
-    """Run ``aigc-run ARGV`` in ``nproc`` worker processes on this machine; the exit code.
-
-    PyTorch's elastic launcher (what ``torchrun --standalone`` uses) starts them, sets their
-    ranks and, when one fails, stops the others. The workers stay in this process group,
-    so Ctrl-C or a kill of the group reaches them all.
-    """
-    import logging
-
-    from torch.distributed.elastic.multiprocessing.api import SignalException
-    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
-    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
-
-    # Its own logs ("terminating process ...", the worker's traceback again) repeat what
-    # the failing worker printed; the summary below says which one failed.
-    # Each of its modules sets its logger's level when imported (so: after the imports).
-    for name in list(logging.root.manager.loggerDict):
-        if name.startswith(("torch.distributed.elastic", "torch.multiprocessing")):
-            logging.getLogger(name).setLevel(logging.CRITICAL)
-    # As torchrun does: N processes each with all cores' threads would fight over them.
-    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
-    config = LaunchConfig(
-        min_nodes=1,
-        max_nodes=1,
-        nproc_per_node=nproc,
-        run_id=f"aigc-{uuid.uuid4().hex[:8]}",
-        rdzv_backend="c10d",
-        rdzv_endpoint="127.0.0.1:0",  # a free port on this machine
-        max_restarts=0,  # a failed run is resumed with `aigc-run resume`, not restarted
-        start_method="spawn",
-    )
-    try:
-        elastic_launch(config, _worker)(argv)
-    except ChildFailedError as e:
-        rank, failure = e.get_first_failure()
-        print(
-            f"Error: worker {rank} of {nproc} exited with code {failure.exitcode}; "
-            "all workers were stopped (its message is above)",
-            file=sys.stderr,
-        )
-        return failure.exitcode if failure.exitcode > 0 else 1
-    except SignalException as e:
-        raise KeyboardInterrupt from e
-    return 0
-
-
-def _worker(argv: list[str]) -> None:
-    """One worker started by ``launch``: the same command, now with ranks in its environment."""
-    import traceback
-
-    from aigc_run.cli import main
-
-    try:
-        code = main.main(args=argv, prog_name="aigc-run", standalone_mode=False)
-    except Exception:  # a bug, not a user error: its traceback, as in one process
-        traceback.print_exc()
-        sys.exit(1)
-    if isinstance(code, int) and code:
-        sys.exit(code)
 
 
 @contextmanager
@@ -266,15 +202,14 @@ def receive_scenario() -> Scenario:
     return payload[0]
 
 
-def distribute(model: Any, family: str, device: str) -> None:
+def distribute(model: GenerativeModel, family: str, device: str) -> None:
     """Let the model wrap its networks in DistributedDataParallel, or refuse the family."""
-    if not callable(getattr(model, "distribute", None)):
+    if not model.distribute(ddp_wrapper(device)):
         raise ConfigError(
             f"model family {family!r} cannot train over several processes "
-            "(it does not define distribute(wrap))",
+            "(its model's distribute(wrap) does not wrap its networks)",
             "train it in one process (without --nproc), or pick the gan or vae family",
         )
-    model.distribute(ddp_wrapper(device))
 
 
 def ddp_wrapper(device: str) -> Callable[[nn.Module], nn.Module]:
@@ -315,67 +250,6 @@ def any_rank(flag: bool, device: str) -> bool:
     value = torch.tensor([int(flag)], device=device)
     dist.all_reduce(value, op=dist.ReduceOp.MAX)
     return bool(value.item())
-
-
-# ---------------------------------------------------------------------------------------
-# the ranks other than 0
-# ---------------------------------------------------------------------------------------
-
-
-def follow(
-    scenario: Scenario,
-    plugins: Plugins,
-    settings: Settings,
-    family: Any,
-    writer: Any,
-    device: str,
-) -> Any:
-    """What a rank other than 0 does in ``run_scenario``: train in step with rank 0, then
-    sample its part.
-
-    It loads the data set once rank 0 has cached it, builds the same model and trains;
-    weights and the resume point come from rank 0 (``share_start``). It records nothing:
-    rank 0 writes the registry, the manifest and the report from what it is sent.
-    """
-    from aigc_run import sampling
-    from aigc_run.components import RunInfo
-    from aigc_run.data import load_dataset
-    from aigc_run.engine import RunResult, _create_model, _reference
-    from aigc_run.training import train
-
-    started = time.monotonic()
-    data_ready()
-    dataset = load_dataset(plugins, scenario, settings.cache_dir, lambda _: None, lambda i: i)
-    train_idx, _ = dataset.split(scenario.data.holdout, scenario.train.seed)
-    model = _create_model(family, scenario, dataset, device)
-    config = scenario.model_dump(mode="json")
-    # id 0 and no folder: this rank records nothing and writes no file.
-    run = RunInfo(0, scenario.name, config, Path(), device)
-    images, labels = dataset.images[train_idx], dataset.labels[train_idx]
-    last = train(model, images, labels, scenario, run, plugins, None)
-    shared = receive_sampling(model)
-    if shared is not None:
-        output_dir, thresholds = shared
-        filters = [
-            sampling.ActiveFilter(c.plugin, c.item, thresholds[c.item.name])
-            for c, _ in sampling.resolve_filters(plugins, scenario)
-            if c.item.name in thresholds
-        ]
-        reference = _reference(dataset, train_idx, device)
-        batches: list[Any] = []
-        result = sampling.sample(
-            model,
-            scenario,
-            filters,
-            writer,
-            reference,
-            device,
-            output_dir,
-            lambda batch, rows: batches.append((batch, rows)),
-            sampling_part(),
-        )
-        send_sampling(result, batches)
-    return RunResult(0, Path(), 0, 0, last.path, time.monotonic() - started)
 
 
 # ---------------------------------------------------------------------------------------

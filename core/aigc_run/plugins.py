@@ -8,9 +8,6 @@ and every contributed object says which plugin it came from.
 
 from __future__ import annotations
 
-import dataclasses
-import math
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib.metadata import Distribution, entry_points
@@ -19,27 +16,17 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import pluggy
 
-from aigc_run import __version__, hookspecs
-from aigc_run.components import (
-    CONTRIBUTIONS,
-    DatasetSource,
-    FilteredBatch,
-    Metric,
-    ModelFamily,
-    Preprocessor,
-    QualityFilter,
-    RunInfo,
-    SampleWriter,
-    ScenarioFile,
-)
-from aigc_run.errors import PluginError
+from aigc_run import __version__, builtin
+from aigc_run.contract import hookspecs
+from aigc_run.contract.components import FilteredBatch, RunInfo
+from aigc_run.contract.errors import PluginError, describe
+from aigc_run.contract.kinds import Kind
 
 if TYPE_CHECKING:
     from packaging.requirements import Requirement
 
 ENTRY_POINT_GROUP = "aigc_run.plugins"
 BUILTIN = "aigc-run"
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 T = TypeVar("T")
 
@@ -61,8 +48,6 @@ class Plugins:
         self.versions: dict[str, str] = {}
         self.disabled = set(disabled)
         self._contributions: dict[str, dict[str, Contribution[Any]]] = {}
-        from aigc_run import builtin
-
         self.register(builtin, BUILTIN, __version__)
         if load_entry_points:
             self._load_entry_points()
@@ -86,7 +71,7 @@ class Plugins:
                 module = ep.load()
             except Exception as e:
                 raise PluginError(
-                    ep.name, "load", f"importing {ep.value} raised {_describe(e)}"
+                    ep.name, "load", f"importing {ep.value} raised {describe(e)}"
                 ) from e
             self.register(module, ep.name, ep.dist.version if ep.dist else "unknown")
 
@@ -110,97 +95,93 @@ class Plugins:
         plugin = self.manager.get_plugin(name)
         return sorted(caller.name for caller in self.manager.get_hookcallers(plugin) or [])
 
+    def call_each(
+        self, hook: str, errors: list[PluginError] | None = None, **kwargs: Any
+    ) -> list[tuple[str, Any]]:
+        """Call every plugin's implementation of ``hook``, one plugin at a time, in the
+        order they registered; returns (plugin name, what it returned) pairs.
+
+        An implementation that raises is a PluginError naming the plugin and the hook;
+        with ``errors`` it is appended there and the other plugins are still called.
+        """
+        results = []
+        for impl in reversed(getattr(self.manager.hook, hook).get_hookimpls()):
+            try:
+                # pluggy lets an implementation take fewer arguments than the spec.
+                returned = impl.function(**{name: kwargs[name] for name in impl.argnames})
+            except Exception as e:
+                failure = PluginError(impl.plugin_name, hook, f"raised {describe(e)}")
+                if errors is None:
+                    raise failure from e
+                errors.append(failure)
+                continue
+            results.append((impl.plugin_name, returned))
+        return results
+
+    def call_plugin(self, name: str, hook: str, **kwargs: Any) -> Any:
+        """Call plugin ``name``'s own implementation of ``hook`` (with the arguments it takes);
+        what it raises is raised unchanged. For checking one plugin (conformance.py)."""
+        (impl,) = [
+            i for i in getattr(self.manager.hook, hook).get_hookimpls() if i.plugin_name == name
+        ]
+        return impl.function(**{arg: kwargs[arg] for arg in impl.argnames})
+
     # -- contributions ------------------------------------------------------------------
 
-    def contributions(self, hook: str) -> dict[str, Contribution[Any]]:
-        """Every object contributed through ``hook``, by name, each validated once."""
-        if hook not in self._contributions:
-            self._contributions[hook] = self._collect(hook)
-        return self._contributions[hook]
+    def contributions(self, kind: Kind[T]) -> dict[str, Contribution[T]]:
+        """Every object of ``kind`` the plugins contributed, by name, each validated once."""
+        if kind.hook not in self._contributions:
+            self._contributions[kind.hook] = self._collect(kind)
+        return self._contributions[kind.hook]
 
-    def _collect(self, hook: str) -> dict[str, Contribution[Any]]:
-        expected = CONTRIBUTIONS[hook]
-        found: dict[str, Contribution[Any]] = {}
-        for impl in reversed(getattr(self.manager.hook, hook).get_hookimpls()):
-            plugin = impl.plugin_name
-            try:
-                returned = impl.function()
-            except Exception as e:
-                raise PluginError(plugin, hook, f"raised {_describe(e)}") from e
+    def _collect(self, kind: Kind[T]) -> dict[str, Contribution[T]]:
+        found: dict[str, Contribution[T]] = {}
+        for plugin, returned in self.call_each(kind.hook):
             if returned is None:
                 continue
             if not isinstance(returned, list | tuple):
-                raise PluginError(plugin, hook, f"returned {type(returned).__name__}, not a list")
+                raise PluginError(
+                    plugin, kind.hook, f"returned {type(returned).__name__}, not a list"
+                )
             for item in returned:
-                problem = _check(item, expected)
+                problem = kind.problem(item)
                 if problem:
-                    raise PluginError(plugin, hook, problem)
+                    raise PluginError(plugin, kind.hook, problem)
                 if item.name in found:
                     other = found[item.name].plugin
                     raise PluginError(
                         plugin,
-                        hook,
-                        f"{expected.__name__} {item.name!r} is also registered by plugin {other!r}",
+                        kind.hook,
+                        f"{kind.type.__name__} {item.name!r} is also registered by plugin "
+                        f"{other!r}",
                         f"rename one, or disable one with AIGC_DISABLE_PLUGINS={plugin}",
                     )
                 found[item.name] = Contribution(plugin, item)
         return found
 
-    def datasets(self) -> dict[str, Contribution[DatasetSource]]:
-        return self.contributions("register_datasets")
-
-    def preprocessors(self) -> dict[str, Contribution[Preprocessor]]:
-        return self.contributions("register_preprocessors")
-
-    def quality_filters(self) -> dict[str, Contribution[QualityFilter]]:
-        return self.contributions("register_quality_filters")
-
-    def sample_writers(self) -> dict[str, Contribution[SampleWriter]]:
-        return self.contributions("register_sample_writers")
-
-    def metrics(self) -> dict[str, Contribution[Metric]]:
-        return self.contributions("register_metrics")
-
-    def model_families(self) -> dict[str, Contribution[ModelFamily]]:
-        return self.contributions("register_model_families")
-
-    def scenarios(self) -> dict[str, Contribution[ScenarioFile]]:
-        return self.contributions("register_scenarios")
-
     # -- lifecycle ----------------------------------------------------------------------
 
     def before_run(self, run: RunInfo) -> None:
-        self._notify("before_run", run=run)
+        self.call_each("before_run", run=run)
 
     def after_training_step(self, run: RunInfo, step: int, values: dict[str, float]) -> None:
-        self._notify("after_training_step", run=run, step=step, values=values)
+        self.call_each("after_training_step", run=run, step=step, values=values)
 
     def after_checkpoint(self, run: RunInfo, checkpoint: str) -> None:
-        self._notify("after_checkpoint", run=run, checkpoint=checkpoint)
+        self.call_each("after_checkpoint", run=run, checkpoint=checkpoint)
 
     def after_samples_filtered(self, run: RunInfo, batch: FilteredBatch) -> None:
-        self._notify("after_samples_filtered", run=run, batch=batch)
+        self.call_each("after_samples_filtered", run=run, batch=batch)
 
     def after_run(self, run: RunInfo, status: str) -> None:
-        self._notify("after_run", run=run, status=status)
+        self.call_each("after_run", run=run, status=status)
 
     def on_run_error(self, run: RunInfo, error: BaseException) -> list[PluginError]:
         """Tell every observer; their own failures are returned, not raised, so the run's
         original error is the one the user sees."""
-        failures = []
-        for impl in reversed(self.manager.hook.on_run_error.get_hookimpls()):
-            try:
-                impl.function(**_arguments(impl, run=run, error=error))
-            except Exception as e:
-                failures.append(PluginError(impl.plugin_name, "on_run_error", _describe(e)))
+        failures: list[PluginError] = []
+        self.call_each("on_run_error", failures, run=run, error=error)
         return failures
-
-    def _notify(self, hook: str, **kwargs: Any) -> None:
-        for impl in reversed(getattr(self.manager.hook, hook).get_hookimpls()):
-            try:
-                impl.function(**_arguments(impl, **kwargs))
-            except Exception as e:
-                raise PluginError(impl.plugin_name, hook, f"raised {_describe(e)}") from e
 
 
 def load_plugins(disabled: Iterable[str] = ()) -> Plugins:
@@ -240,39 +221,3 @@ def engine_requirement(dist: Distribution) -> Requirement | None:
             continue  # only for an optional extra of the plugin
         return requirement
     return None
-
-
-def _arguments(impl: Any, **kwargs: Any) -> dict[str, Any]:
-    # pluggy lets an implementation take fewer arguments than the spec: pass only those.
-    return {name: kwargs[name] for name in impl.argnames}
-
-
-def _describe(error: BaseException) -> str:
-    return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
-
-
-def _check(item: object, expected: type) -> str:
-    """What is wrong with a contributed object, or ``""``."""
-    if not isinstance(item, expected):
-        return f"returned a {type(item).__name__} where a {expected.__name__} was expected"
-    name = getattr(item, "name", None)
-    if not isinstance(name, str) or not _NAME.match(name):
-        return (
-            f"{expected.__name__} name {name!r} is not a short name "
-            "(letters, digits, '.', '_', '-')"
-        )
-    for spec in dataclasses.fields(item):  # type: ignore[arg-type]
-        value = getattr(item, spec.name)
-        if spec.type.startswith("Callable") and not callable(value):
-            return f"{expected.__name__} {name!r}: {spec.name} is not callable"
-    if isinstance(item, DatasetSource) and item.channels not in (1, 3):
-        return f"DatasetSource {name!r}: channels must be 1 or 3, not {item.channels!r}"
-    if isinstance(item, QualityFilter) and not (
-        isinstance(item.threshold, int | float) and math.isfinite(item.threshold)
-    ):
-        return f"QualityFilter {name!r}: threshold must be a finite number"
-    if isinstance(item, ScenarioFile) and item.path is None and not item.content:
-        return f"ScenarioFile {name!r}: give a path or content"
-    if isinstance(item, ScenarioFile) and item.path is not None and not item.path.is_file():
-        return f"ScenarioFile {name!r}: {item.path} does not exist"
-    return ""

@@ -24,7 +24,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from aigc_run.errors import AigcError
+from aigc_run import faults
+from aigc_run.contract.errors import AigcError
 from aigc_run.registry import Registry, SampleInfo
 
 MARKER = ".aigc-report"  # marks an assets folder as ours, so rewriting may clear it
@@ -60,7 +61,7 @@ def write_report(registry: Registry, run_id: int, out: Path | None = None) -> Pa
         "class_sheets": _class_sheets(page, samples),
         "filters": _filter_histograms(page, samples, detail.evaluations),
         "rejected": _rejected(page, samples),
-        "rejected_by_filter": rejected_by_filter(detail.samples.rejected_by_reason),
+        "rejected_by_filter": detail.samples.rejected_by_filter,
         "memorisation": _memorisation(page, run_dir),
         "evaluations": _evaluation_table(detail.evaluations),
     }
@@ -69,6 +70,7 @@ def write_report(registry: Registry, run_id: int, out: Path | None = None) -> Pa
     template = resources.files("aigc_run").joinpath("templates/report.html").read_text("utf-8")
     environment = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
     environment.filters["num"] = _num
+    faults.point("report")  # its pictures are written, the page is not
     out.write_text(environment.from_string(template).render(context), encoding="utf-8")
     return out
 
@@ -290,18 +292,6 @@ class Rejected:
     label: str
     index: int
     reason: str
-
-
-def rejected_by_filter(rejected_by_reason: Mapping[str, int]) -> dict[str, int]:
-    """How many samples each filter rejected, most first. A reason reads "<filter> <score> <
-    <threshold>", several joined by "; " (see sampling._decide), so reasons differ sample by
-    sample; a sample failing two filters counts for both."""
-    counts: dict[str, int] = {}
-    for reason, count in rejected_by_reason.items():
-        for failed in reason.split("; "):
-            name = failed.split(" ")[0] or "unspecified"
-            counts[name] = counts.get(name, 0) + count
-    return dict(sorted(counts.items(), key=lambda item: -item[1]))
 
 
 def _rejected(page: _Page, samples: Sequence[SampleInfo]) -> list[Rejected]:

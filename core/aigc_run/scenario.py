@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from aigc_run.errors import ConfigError
+from aigc_run.contract.errors import ConfigError
 
 SECTIONS = ("data", "preprocess", "model", "train", "sample", "filters", "evaluate", "output")
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from aigc_run import hookimpl
-from aigc_run.components import FilteredBatch, RunInfo
+from aigc_run.contract.components import FilteredBatch, RunInfo
 
 FOLDER = "tensorboard"
 _writers: dict[int, Any] = {}  # run id -> SummaryWriter, for the runs of this process

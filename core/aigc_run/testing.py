@@ -11,7 +11,10 @@ a plugin's tests get these fixtures without a conftest:
     (a few training steps, 16-pixel images, 4 samples) in a throwaway ``AIGC_HOME`` and
     returns its ``RunResult``; ``plugins`` defaults to every installed plugin.
 
-and ``check_plugin(plugin)`` is the conformance check that ``aigc-run plugins check`` runs:
+``filter_context(labels, reference, reference_labels, class_names)`` is a
+``FilterContext`` as the engine makes one, its domain classifier included, for testing a
+quality filter outside a run; and ``check_plugin(plugin)`` is the conformance check that
+``aigc-run plugins check`` runs:
 ``check_plugin(plugin).raise_for_problems()`` fails with every problem listed at once.
 
 Nothing here imports torch until a fixture is used: pytest imports this module in every
@@ -27,10 +30,14 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from aigc_run.conformance import PluginReport, check_installed, check_plugin, plugin_name
+from aigc_run.contract.components import FilterContext
+from aigc_run.contract.kinds import SCENARIOS
 from aigc_run.plugins import Plugins
 
 if TYPE_CHECKING:
-    from aigc_run.engine import RunResult
+    import torch
+
+    from aigc_run.run.engine import RunResult
 
 __all__ = [
     "TINY",
@@ -39,6 +46,7 @@ __all__ = [
     "aigc_tiny_run",
     "check_installed",
     "check_plugin",
+    "filter_context",
     "plugin_manager",
     "run_tiny_scenario",
 ]
@@ -57,6 +65,25 @@ TINY = (
     "sample.count=4",
     "sample.batch_size=4",
 )
+
+
+def filter_context(
+    labels: torch.Tensor,
+    reference: torch.Tensor,
+    reference_labels: torch.Tensor,
+    class_names: Sequence[str],
+    cache_dir: Path | None = None,
+) -> FilterContext:
+    """A FilterContext as the engine makes one for a batch asked for ``labels``, with the
+    domain classifier trained on ``reference`` (float images in [0, 1]), cached in
+    ``cache_dir`` (default: the current AIGC_HOME's cache)."""
+    from aigc_run.evaluation.classifier import DomainClassifier
+    from aigc_run.settings import Settings
+
+    classifier = DomainClassifier(
+        reference, reference_labels, len(class_names), cache_dir or Settings().cache_dir
+    )
+    return FilterContext(labels, reference, reference_labels, class_names, classifier)
 
 
 def plugin_manager(*plugins: object | tuple[str, object]) -> Plugins:
@@ -79,7 +106,7 @@ def run_tiny_scenario(
     Runs in the current ``AIGC_HOME``; the ``aigc_tiny_run`` fixture points it at a
     temporary folder first.
     """
-    from aigc_run.engine import run_scenario
+    from aigc_run.run.engine import run_scenario
     from aigc_run.scenario import read_toml, resolve
     from aigc_run.settings import Settings
 
@@ -90,7 +117,7 @@ def run_tiny_scenario(
     elif isinstance(scenario, Path) or str(scenario).endswith(".toml"):
         content = read_toml(Path(scenario))
     else:
-        found = plugins.scenarios()
+        found = plugins.contributions(SCENARIOS)
         if scenario not in found:
             raise KeyError(f"no scenario {scenario!r}; loaded: {sorted(found)}")
         item = found[scenario].item

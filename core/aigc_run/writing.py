@@ -20,8 +20,8 @@ from typing import Any
 
 import torch
 
-from aigc_run.components import SampleWriter
-from aigc_run.errors import PluginError
+from aigc_run.contract.components import SampleWriter
+from aigc_run.contract.errors import PluginError
 from aigc_run.plugins import Contribution
 
 POOL_FROM = 1024  # fewer samples than this are written inline: starting workers costs seconds

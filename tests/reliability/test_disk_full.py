@@ -12,8 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from aigc_run import checkpoints, data
-from aigc_run.errors import DataError
+from aigc_run import DataError, checkpoints, data
 
 # Writes a checkpoint twice the size of the first into the same place, in a process that
 # may not write files over 64 KiB: the operating system's own "file too large" error,
@@ -22,7 +21,7 @@ SECOND_WRITE = """
 import resource, signal, sys, torch
 from pathlib import Path
 from aigc_run import checkpoints
-from aigc_run.errors import AigcError
+from aigc_run import AigcError
 
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # get an OSError, not a killed process
 resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, 64 * 1024))

@@ -12,8 +12,8 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from aigc_run import checkpoints, sampling
-from aigc_run.errors import AigcError, ConfigError
+from aigc_run import AigcError, ConfigError, checkpoints
+from aigc_run.run import sampling
 from aigc_run.scenario import SECTIONS, Scenario, resolve
 
 BASE = {"name": "fuzz", "data": {"source": "demo"}}

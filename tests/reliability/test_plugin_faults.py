@@ -16,7 +16,7 @@ FAULTY = """
 import threading, torch
 from PIL import Image
 from aigc_run import hookimpl
-from aigc_run.components import DatasetSource, QualityFilter, Sample, ScenarioFile
+from aigc_run import DatasetSource, QualityFilter, Sample, ScenarioFile
 
 RELEASE = threading.Event()  # lets the hung filter's thread end when the test is over
 

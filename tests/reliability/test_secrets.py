@@ -17,7 +17,7 @@ SECRET = "pw-3f9c-do-not-print"
 GREYS = """
 from PIL import Image
 from aigc_run import hookimpl
-from aigc_run.components import DatasetSource, Sample, ScenarioFile
+from aigc_run import DatasetSource, Sample, ScenarioFile
 
 def load(request):
     for i in range(16):

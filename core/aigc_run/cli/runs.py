@@ -1,96 +1,99 @@
-"""Commands over recorded runs: compare, delete, report; and JSON output for scripts.
-
-``cli.py`` attaches these commands; they live here to keep it short. Nothing heavy is
-imported at module level: the CLI imports this module at start.
-"""
+"""``aigc-run runs`` (list, show, compare, delete) and ``report``: the recorded runs."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import math
-import re
 import shutil
 import socket
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import click
 
-from aigc_run.errors import AigcError
+from aigc_run.cli.common import JSON_HELP, echo_json, open_registry, parse_since, to_json
+from aigc_run.contract.errors import AigcError
 from aigc_run.settings import Settings
 
-_AGE = re.compile(r"(\d+)\s*([mhdw])")
-_AGE_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+@click.group(invoke_without_command=True)
+@click.option("--limit", default=20, show_default=True, help="How many runs to list.")
+@click.option("--scenario", "scenario_name", help="Only runs of this scenario.")
+@click.option(
+    "--status",
+    type=click.Choice(["running", "completed", "failed", "interrupted", "deleting"]),
+)
+@click.option(
+    "--since",
+    metavar="WHEN",
+    help="Only runs started since WHEN: a date (2026-05-01), a time, or an age like 7d, 12h.",
+)
+@click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
+@click.pass_context
+def runs(
+    ctx: click.Context,
+    limit: int,
+    scenario_name: str | None,
+    status: str | None,
+    since: str | None,
+    as_json: bool,
+) -> None:
+    """List recorded runs, newest first."""
+    if ctx.invoked_subcommand:
+        return
+    since_time = parse_since(since) if since is not None else None
+    registry = open_registry()
+    found = registry.list_runs(limit=limit, scenario=scenario_name, status=status, since=since_time)
+    if as_json:
+        echo_json([to_json(r) for r in found])
+        return
+    if not found and (scenario_name or status or since):
+        click.echo("no runs match")
+    elif not found:
+        click.echo("no runs recorded yet: try `aigc-run scenario ecommerce`")
+    for r in found:
+        duration = f"{r.duration_s:.0f}s" if r.duration_s is not None else "-"
+        click.echo(
+            f"{r.id:>5}  {r.scenario:<16} {r.status:<11} {r.device:<6} "
+            f"{r.started_at:%Y-%m-%d %H:%M}  {duration}"
+        )
 
 
-def parse_since(text: str) -> datetime:
-    """``7d``, ``12h``, ``30m``, ``2w`` ago, or an ISO date or time (local time if no zone)."""
-    if age := _AGE.fullmatch(text.strip()):
-        amount, unit = age.groups()
-        return datetime.now(UTC) - timedelta(**{_AGE_UNITS[unit]: int(amount)})
-    try:
-        when = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise click.BadParameter(
-            f"{text!r} is neither a date (2026-05-01), a time (2026-05-01T14:00) nor an age "
-            "(30m, 12h, 7d, 2w)",
-            param_hint="'--since'",
-        ) from None
-    return when.astimezone(UTC)  # a naive time is taken as local time
+@runs.command("show")
+@click.argument("run_id", type=int)
+@click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
+def runs_show(run_id: int, as_json: bool) -> None:
+    """Show one run: config, checkpoints, metrics, samples."""
+    d = open_registry().get_run(run_id)
+    if as_json:
+        echo_json(to_json(d))
+        return
+    click.echo(f"run {d.id}: {d.scenario} [{d.status}] on {d.device}")
+    click.echo(
+        f"  started {d.started_at:%Y-%m-%d %H:%M:%S}"
+        + (f", ended {d.ended_at:%Y-%m-%d %H:%M:%S}" if d.ended_at else "")
+    )
+    if d.error:
+        click.echo(f"  error: {d.error}")
+    click.echo(f"  output: {d.output_dir}")
+    click.echo("  plugins: " + ", ".join(f"{k} {v}" for k, v in d.plugins.items()))
+    for section in ("data", "model", "train", "sample", "filters"):
+        click.echo(f"  {section}: {d.config.get(section)}")
+    for step, path, digest in d.checkpoints:
+        click.echo(f"  checkpoint step {step}: {path} (sha256 {digest[:12]})")
+    if d.metrics:
+        click.echo("  last metrics: " + ", ".join(f"{k}={v:.4g}" for k, v in d.metrics.items()))
+    s = d.samples
+    click.echo(
+        f"  samples: {s.total} generated, {s.accepted} accepted"
+        + "".join(
+            f"; rejected by {k}: {v}" for k, v in s.rejected_by_filter.items()
+        )
+    )
+    from aigc_run.evaluation import describe
 
-
-def to_json(value: Any) -> Any:
-    """Registry records as JSON values: datetimes in ISO 8601, NaN as null."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: to_json(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if hasattr(value, "_asdict"):  # a NamedTuple
-        return to_json(value._asdict())
-    if isinstance(value, Mapping):
-        return {str(k): to_json(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [to_json(v) for v in value]
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
-def echo_json(value: Any) -> None:
-    click.echo(json.dumps(to_json(value), indent=2, allow_nan=False))
-
-
-def plugins_json(loaded: Any) -> dict[str, Any]:
-    kinds = {
-        "datasets": "register_datasets",
-        "steps": "register_preprocessors",
-        "filters": "register_quality_filters",
-        "model_families": "register_model_families",
-        "writers": "register_sample_writers",
-        "metrics": "register_metrics",
-    }
-    return {
-        "plugins": [
-            {"name": name, "version": version, "hooks": loaded.hooks_of(name)}
-            for name, version in loaded.versions.items()
-        ],
-        **{
-            kind: [
-                {"name": n, "plugin": c.plugin}
-                for n, c in sorted(loaded.contributions(hook).items())
-            ]
-            for kind, hook in kinds.items()
-        },
-    }
-
-
-def _registry() -> Any:
-    from aigc_run.cli import _registry as open_registry
-
-    return open_registry()
+    for line in describe(d.evaluations):
+        click.echo(f"  {line}")
 
 
 # ---------------------------------------------------------------------------------------
@@ -123,7 +126,7 @@ def _show(value: Any) -> str:
     return text if len(text) <= 28 else text[:27] + "…"
 
 
-@click.command("compare")
+@runs.command("compare")
 @click.argument("run_ids", type=int, nargs=-1, required=True)
 @click.option("--diff-only", is_flag=True, help="Only the config values that differ.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON, for scripts.")
@@ -131,7 +134,7 @@ def runs_compare(run_ids: tuple[int, ...], diff_only: bool, as_json: bool) -> No
     """Compare runs side by side: config (differences marked *), metrics, evaluations."""
     if len(run_ids) < 2:
         raise click.UsageError("give two or more run ids, e.g. `aigc-run runs compare 3 5`")
-    registry = _registry()
+    registry = open_registry()
     details = [registry.get_run(i) for i in run_ids]
     sections = {
         "run": _rows(
@@ -211,7 +214,7 @@ def _size(folder: Path) -> str:
     return f"{total / 1e6:.1f} MB"
 
 
-@click.command("delete")
+@runs.command("delete")
 @click.argument("run_ids", type=int, nargs=-1, required=True)
 @click.option("--yes", is_flag=True, help="Do not ask; for scripts.")
 def runs_delete(run_ids: tuple[int, ...], yes: bool) -> None:
@@ -222,7 +225,7 @@ def runs_delete(run_ids: tuple[int, ...], yes: bool) -> None:
     the job. A running run is refused.
     """
     settings = Settings()
-    registry = _registry()
+    registry = open_registry()
     details = [registry.get_run(i) for i in dict.fromkeys(run_ids)]  # unknown ids fail first
     for d in details:
         if d.status == "running":
@@ -282,5 +285,5 @@ def report(run_id: int, out: Path | None) -> None:
     """Write an HTML report of a run: config, curves, samples, filters, evaluations."""
     from aigc_run.report import write_report
 
-    path = write_report(_registry(), run_id, out)
+    path = write_report(open_registry(), run_id, out)
     click.echo(f"report: {path}")

@@ -10,10 +10,11 @@ starts, and ``aigc-run --help`` must stay fast.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
     import torch
@@ -103,6 +104,27 @@ class FilterContext:
     reference: torch.Tensor  # float [0, 1] M x C x H x W: (a sample of) the training images
     reference_labels: torch.Tensor  # int64 M
     class_names: Sequence[str]
+    # classifier(images) -> N x len(class_names) class probabilities, by the run's domain
+    # classifier (a small network trained on the training images); the engine sets it.
+    classifier: Callable[[torch.Tensor], torch.Tensor] | None = None
+
+    def asked_class_probability(self, images: torch.Tensor) -> torch.Tensor:
+        """N probabilities, by the domain classifier, that image i shows ``labels[i]``.
+
+        Unlabelled data (fewer than two classes) has no classifier to ask: every image gets
+        1.0, so a filter built on it passes everything rather than guessing.
+        """
+        import torch
+
+        if len(self.class_names) < 2 or not len(images):
+            return torch.ones(len(images), device=images.device)
+        if self.classifier is None:
+            raise ValueError(
+                "this FilterContext has no classifier: in a run the engine gives one; "
+                "a test makes one with aigc_run.testing.filter_context"
+            )
+        probabilities = self.classifier(images).to(images.device)
+        return probabilities.gather(1, self.labels.view(-1, 1).to(images.device)).squeeze(1)
 
 
 @dataclass(frozen=True)
@@ -204,11 +226,16 @@ class ModelSpec:
     device: str  # "cpu", "cuda", "cuda:1"
 
 
-class GenerativeModel(Protocol):
-    """What the engine's trainer and sampler drive. Images are float in [-1, 1]."""
+class GenerativeModel(ABC):
+    """What the engine's trainer and sampler drive; a model family's ``create`` returns one.
+
+    Subclass it: the four abstract methods are required, the two hooks below them are
+    optional (their defaults do nothing). Images are float in [-1, 1].
+    """
 
     latent_dim: int
 
+    @abstractmethod
     def train_step(
         self, images: torch.Tensor, labels: torch.Tensor
     ) -> Mapping[str, float | torch.Tensor]:
@@ -217,26 +244,33 @@ class GenerativeModel(Protocol):
         Floats or 0-dim tensors: tensors are read only at the logging interval, so a GPU
         is not made to wait every step. Every random draw should use torch's global
         generators, which the engine seeds per step (that makes resumed runs exact).
-        A family may also define ``prepare_sampling(images, labels)``: called once after
-        the last step with the whole training set (uint8 N x C x H x W and int64 N on the
-        device), before the final checkpoint (the vae fits its latent mixture there; the gan
-        re-measures its sampling generator's batch-norm statistics).
-        And, to train over several processes, ``distribute(wrap)``: called once before the
-        first step on every rank; ``wrap(module)`` returns the module wrapped in
-        DistributedDataParallel, which ``train_step`` then calls (``state_dict`` keeps
-        the plain modules). Families without it are refused with ``--nproc`` > 1.
         """
-        ...
 
+    @abstractmethod
     def generate(self, noise: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Images N x C x H x W in [-1, 1] from noise N x latent_dim; no gradients."""
-        ...
 
+    @abstractmethod
     def state_dict(self) -> dict[str, torch.Tensor]:
         """Every tensor needed to sample again, flat, for a safetensors file."""
-        ...
 
-    def load_state_dict(self, state: Mapping[str, torch.Tensor]) -> None: ...
+    @abstractmethod
+    def load_state_dict(self, state: Mapping[str, torch.Tensor]) -> None:
+        """Take back what ``state_dict`` returned."""
+
+    def prepare_sampling(self, images: torch.Tensor, labels: torch.Tensor) -> None:  # noqa: B027
+        """Called once after the last training step, before the final checkpoint, with the
+        whole training set (uint8 N x C x H x W and int64 N on the device). The vae fits its
+        latent mixture here; the gan re-measures its sampling generator's batch-norm
+        statistics. The default does nothing."""
+
+    def distribute(self, wrap: Callable[[torch.nn.Module], torch.nn.Module]) -> bool:
+        """Train over several processes: called once before the first step on every rank;
+        ``wrap(module)`` returns the module wrapped in DistributedDataParallel, which
+        ``train_step`` then calls (``state_dict`` keeps the plain modules). Return True
+        once wrapped. The default returns False: the family trains in one process only,
+        and ``--nproc`` > 1 is refused for it."""
+        return False
 
 
 @dataclass(frozen=True)
@@ -281,19 +315,9 @@ class FilteredBatch:
     seed: int
     indices: Sequence[int]
     labels: Sequence[str]
-    scores: dict[str, list[float]]
+    scores: dict[str, list[float]]  # filter name -> one score per sample
     accepted: Sequence[bool]
-    reasons: Sequence[str]
-    files: Sequence[str]
-
-
-#: What each contribution hook returns, with the type of its items: the loader checks both.
-CONTRIBUTIONS: dict[str, type] = {
-    "register_datasets": DatasetSource,
-    "register_preprocessors": Preprocessor,
-    "register_quality_filters": QualityFilter,
-    "register_sample_writers": SampleWriter,
-    "register_metrics": Metric,
-    "register_model_families": ModelFamily,
-    "register_scenarios": ScenarioFile,
-}
+    reasons: Sequence[str]  # why each was rejected, for people ("" when accepted)
+    files: Sequence[str]  # relative to the run's folder; "" for a rejected one not kept
+    thresholds: Mapping[str, float] = field(default_factory=dict)  # filter name -> threshold
+    rejected_by: Sequence[Sequence[str]] = ()  # for each sample, the filters it failed

@@ -59,3 +59,8 @@ class PluginCheckError(AigcError):
         )
         self.plugin = plugin
         self.problems = problems
+
+
+def describe(error: BaseException) -> str:
+    """An exception in a few words for a message: ``ValueError: bad size``."""
+    return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__

@@ -5,7 +5,7 @@ group ``aigc_run.plugins``. Hooks only ever gain arguments; pluggy lets an imple
 accept fewer arguments than the spec, so adding one never breaks a plugin.
 
 Contribution hooks (``register_*``) are called once per plugin when the plugins load; each
-returns a list of small objects from ``aigc_run.components`` whose ``name`` must be unique
+returns a list of small objects from ``aigc_run.contract.components`` whose ``name`` must be unique
 across all plugins. ``None`` or an empty list means "nothing to add".
 
 Lifecycle hooks (``before_run`` ... ``on_run_error``) observe a run. Their return value is
@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
-    from aigc_run.components import (
+    from aigc_run.contract.components import (
         DatasetSource,
         FilteredBatch,
         Metric,
@@ -33,6 +33,9 @@ if TYPE_CHECKING:
     )
 
 hookspec = pluggy.HookspecMarker("aigc_run")
+
+#: Marker for hook implementations: ``@aigc_run.hookimpl``.
+hookimpl = pluggy.HookimplMarker("aigc_run")
 
 
 # ---------------------------------------------------------------------------------------

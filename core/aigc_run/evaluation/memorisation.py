@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from aigc_run.components import EvaluationContext
+from aigc_run.contract.components import EvaluationContext
 from aigc_run.evaluation.metrics import nearest
 
 QUANTILE = 0.01  # the closest 1% of held-out real images ...

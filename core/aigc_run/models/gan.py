@@ -1,53 +1,54 @@
-"""The ``gan`` family: a class-conditional DCGAN that trains in minutes on a CPU.
+"""The ``gan`` family: a class-conditional DCGAN-style GAN that trains in minutes on a CPU.
 
-The recipe is chosen for small datasets and short runs rather than for the last point of
-FID. Generator: DCGAN layout (4x4 up to the image size, doubling each block) with
-nearest-neighbour up-sampling + 3x3 convs and class-conditional batch norm. Discriminator:
-strided convs with spectral norm on every layer, a minibatch-std feature and a projection
-head for the class. Hinge loss, Adam, and an exponential moving average (EMA) of the
-generator that is used for sampling, its batch-norm statistics re-measured after training.
-Each of these was tried against the plainer choice on 2 CPU cores for ~150 s (synthetic
-products and PneumoniaMNIST at 32 px); the comments say what the plainer choice did wrong.
+Generator (generator.py): DCGAN layout, 4x4 up to the image size, doubling each block,
+with class-conditional batch norm. Discriminator (below): strided convs with spectral
+norm, a minibatch-std feature and a projection head for the class; or DCGAN's own layers
+(``upsample = "transposed"``, ``d_norm = "batch"``). Hinge or non-saturating loss, Adam,
+and an exponential moving average (EMA) of the generator for sampling, whose batch-norm
+statistics are re-measured after training. Options for small data and long runs, off by
+default: DiffAugment (``augment``), a lazy R1 penalty (``r1``), a separate D learning rate
+(``train.lr_d``). On CUDA the passes run under bfloat16 autocast in channels_last layout
+(``train.precision``); on the CPU nothing changes.
 
-Options for small data and long runs, off by default: DiffAugment (``augment``, see
-augment.py), a lazy R1 penalty (``r1``), a separate D learning rate (``lr_d``). And
-DCGAN's own layers (``upsample = "transposed"``, ``d_norm = "batch"``), which with the
-EMA generator and ``loss = "nonsaturating"`` make the canonical DCGAN recipe plus EMA. On CUDA
-the passes run under bfloat16 autocast in channels_last layout (``train.precision``);
-on the CPU nothing changes.
-
-Defaults that worked there: width 32, latent_dim 64, batch_size 32, lr 4e-4 (lr_d = lr),
-beta1 0.5, beta2 0.999, ~1200-1400 steps (~9-10 steps/s on 2 cores at 32 px).
-
-Scenario keys read here: ``[model] width, latent_dim, conditional`` and the family-specific
-keys of ``GanOptions``; ``[train] lr, lr_d, beta1, beta2, precision``."""
+Every key and its default is in ``GanOptions`` (the [model] section) and the scenario's
+``TrainConfig`` ([train]); what each recipe scored is in docs/benchmarks.md."""
 
 from __future__ import annotations
 
 import contextlib
 import copy
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Annotated, Any, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ConfigDict, Field
 from torch import nn
 from torch.nn import functional as F
 from torch.nn.utils.parametrizations import spectral_norm
 
-from aigc_run.components import ModelSpec
-from aigc_run.errors import ConfigError
+from aigc_run.contract.components import GenerativeModel, ModelSpec
+from aigc_run.contract.errors import ConfigError
 from aigc_run.models.augment import augment
+from aigc_run.models.base import (
+    adam,
+    channels_at,
+    check_geometry,
+    flat_state,
+    load_flat_state,
+    parse_options,
+    parse_train,
+    uses_bf16,
+)
+from aigc_run.models.generator import Generator, dcgan_init
+from aigc_run.scenario import ModelConfig
 
-#: [model] keys that every family shares; the rest are validated by the family's options.
-COMMON_KEYS = frozenset({"family", "conditional", "latent_dim", "width"})
 R1_EVERY = 4  # lazy R1 (StyleGAN2): the penalty, scaled up, on every 4th D step only
 STANDING_BATCHES, STANDING_BATCH = 16, 256  # prepare_sampling's BN statistics: 4,096 samples
 
 
-class GanOptions(BaseModel):
-    """The gan family's own [model] keys."""
+class GanOptions(ModelConfig):
+    """The gan family's [model] keys: the shared ones (``ModelConfig``) and its own."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -60,131 +61,6 @@ class GanOptions(BaseModel):
     # transposed convs, D uses batch norm instead of spectral norm (see Discriminator).
     upsample: Literal["nearest", "transposed"] = "nearest"
     d_norm: Literal["spectral", "batch"] = "spectral"
-
-
-def parse_options(options: Mapping[str, Any], schema: type[BaseModel], family: str) -> Any:
-    """Validate the family-specific keys of [model], naming the key on an error."""
-    own = {k: v for k, v in options.items() if k not in COMMON_KEYS}
-    try:
-        return schema.model_validate(own)
-    except ValidationError as e:
-        problem = e.errors()[0]
-        key = "model." + ".".join(str(p) for p in problem["loc"])
-        allowed = ", ".join(sorted(schema.model_fields))
-        if problem["type"] == "extra_forbidden":
-            raise ConfigError(
-                f"{key}: unknown setting for the {family} family",
-                f"check the spelling; the {family} family's own keys are: {allowed}",
-            ) from None
-        raise ConfigError(
-            f"{key}: {problem['msg']} (got {problem.get('input')!r})",
-            "change the value to one in the allowed range",
-        ) from None
-
-
-def check_geometry(spec: ModelSpec) -> int:
-    """Return the number of 2x up-samplings from 4x4 to the image size."""
-    size = spec.image_size
-    if size < 16 or size > 256 or size & (size - 1):
-        raise ConfigError(
-            f"data.image_size: the built-in models need a power of two from 16 to 256 (got {size})",
-            "set data.image_size to 16, 32, 64, 128 or 256",
-        )
-    if spec.channels not in (1, 3):
-        raise ConfigError(
-            f"the built-in models take 1 or 3 channels (got {spec.channels})",
-            "convert the data to grayscale or RGB",
-        )
-    return int(math.log2(size)) - 2
-
-
-def channels_at(width: int, level: int, levels: int) -> int:
-    """Feature channels at 4x4 * 2**level: wide at the bottom, ``width`` at the top, capped 8x."""
-    return width * min(8, 2 ** (levels - 1 - level))
-
-
-class ClassBatchNorm(nn.Module):
-    """Batch norm whose gain and bias depend on the class (conditional batch norm).
-
-    Feeding the class to G only at its input (concatenated to the noise) made G ignore the
-    noise within a few hundred steps: every sample of a class came out the same. Letting the
-    class scale and shift every layer instead, as in SNGAN and BigGAN, keeps the noise in
-    charge of the variety within a class.
-    """
-
-    def __init__(self, channels: int, classes: int):
-        super().__init__()
-        self.norm = nn.BatchNorm2d(channels, affine=classes <= 1)
-        self.gain = nn.Embedding(classes, channels) if classes > 1 else None
-        self.bias = nn.Embedding(classes, channels) if classes > 1 else None
-        if self.gain is not None and self.bias is not None:
-            nn.init.ones_(self.gain.weight)  # start as plain batch norm
-            nn.init.zeros_(self.bias.weight)
-
-    def forward(self, h: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        h = self.norm(h)  # N x C x s x s
-        if self.gain is not None and self.bias is not None:
-            h = h * self.gain(labels)[:, :, None, None] + self.bias(labels)[:, :, None, None]
-        return h
-
-
-class Generator(nn.Module):
-    """z (+ class) -> image. For 32 px, width w: 4x4 x 4w -> 8x8 x 2w -> 16x16 x w -> 32x32 x C."""
-
-    def __init__(
-        self,
-        latent_dim: int,
-        width: int,
-        channels: int,
-        levels: int,
-        classes: int,
-        upsample: str = "nearest",
-    ):
-        super().__init__()
-        up = upsample_conv if upsample == "nearest" else transposed_conv
-        c0 = channels_at(width, 0, levels)
-        self.stem = nn.Sequential(nn.Linear(latent_dim, c0 * 16), nn.Unflatten(1, (c0, 4, 4)))
-        self.norms = nn.ModuleList([ClassBatchNorm(c0, classes)])
-        self.ups = nn.ModuleList()
-        for level in range(1, levels):
-            c_in, c_out = channels_at(width, level - 1, levels), channels_at(width, level, levels)
-            # N x c_in x s x s -> N x c_out x 2s x 2s
-            self.ups.append(up(c_in, c_out, bias=False))
-            self.norms.append(ClassBatchNorm(c_out, classes))
-        c_last = channels_at(width, levels - 1, levels)
-        self.to_image = up(c_last, channels, bias=True)  # -> N x C x H x W
-        if upsample == "transposed":
-            self.apply(dcgan_init)
-
-    def forward(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        h = F.relu(self.norms[0](self.stem(z), labels))  # N x c0 x 4 x 4
-        for up, norm in zip(self.ups, self.norms[1:], strict=True):
-            h = F.relu(norm(up(h), labels))
-        return torch.tanh(self.to_image(h))  # in [-1, 1]
-
-
-def upsample_conv(c_in: int, c_out: int, bias: bool) -> nn.Module:
-    """Double the size: nearest-neighbour up-sampling, then a 3x3 conv.
-
-    DCGAN's 4x4 stride-2 transposed convs are twice as cheap, but in runs of ~1000 steps
-    they left a checkerboard of coloured pixel noise over every sample; this did not. On
-    PneumoniaMNIST (width 64, 10 minutes on 2 cores) they ran 15% more steps and took the
-    Inception FID from 69 to 138.
-    """
-    return nn.Sequential(nn.Upsample(scale_factor=2), nn.Conv2d(c_in, c_out, 3, 1, 1, bias=bias))
-
-
-def transposed_conv(c_in: int, c_out: int, bias: bool) -> nn.Module:
-    """Double the size as DCGAN does: a 4x4 stride-2 transposed conv (``upsample``)."""
-    return nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=bias)
-
-
-def dcgan_init(module: nn.Module) -> None:
-    """DCGAN's N(0, 0.02) weights, which its layers were measured with here."""
-    if isinstance(module, nn.Conv2d | nn.ConvTranspose2d | nn.Linear):
-        nn.init.normal_(module.weight, 0.0, 0.02)
-        if module.bias is not None:
-            nn.init.zeros_(module.bias)
 
 
 class MinibatchStd(nn.Module):
@@ -265,19 +141,19 @@ class Discriminator(nn.Module):
         return out
 
 
-class Gan:
+class Gan(GenerativeModel):
     """The GenerativeModel the engine drives."""
 
     def __init__(self, spec: ModelSpec):
-        self.options = parse_options(spec.options, GanOptions, "gan")
+        self.options = options = parse_options(spec, GanOptions)
+        train = parse_train(spec)
         levels = check_geometry(spec)
-        self.latent_dim = int(spec.options.get("latent_dim", 64))
-        width = int(spec.options.get("width", 64))
+        self.latent_dim = options.latent_dim
+        width = options.width
         self.classes = spec.num_classes if spec.conditional and spec.num_classes > 1 else 0
         self.device = torch.device(spec.device)
-        self.bf16 = uses_bf16(self.device, spec.train)
+        self.bf16 = uses_bf16(self.device, train.precision)
 
-        options = self.options
         self.generator = Generator(
             self.latent_dim, width, spec.channels, levels, self.classes, options.upsample
         )
@@ -297,17 +173,15 @@ class Gan:
         self.generator_train: nn.Module = self.generator
         self.discriminator_train: nn.Module = self.discriminator
 
-        train = spec.train
-        lr = float(train.get("lr", 2e-4))
-        lr_d = train.get("lr_d")
-        betas = (float(train.get("beta1", 0.5)), float(train.get("beta2", 0.999)))
+        lr, lr_d = train.lr, train.lr_d
+        betas = (train.beta1, train.beta2)
         self.opt_g = adam(self.generator.parameters(), lr, betas)
         self.opt_d = adam(self.discriminator.parameters(), float(lr_d or lr), betas)
         self.step = 0
 
     # -- training ------------------------------------------------------------------------
 
-    def distribute(self, wrap: Callable[[nn.Module], nn.Module]) -> None:
+    def distribute(self, wrap: Callable[[nn.Module], nn.Module]) -> bool:
         """Train G and D through DistributedDataParallel wrappers (``wrap``), which average
         their gradients over the processes of the run.
 
@@ -326,6 +200,7 @@ class Gan:
             )
         self.generator_train = wrap(self.generator)
         self.discriminator_train = wrap(self.discriminator)
+        return True
 
     def _d(
         self, images: torch.Tensor, labels: torch.Tensor, group: int, net: nn.Module | None = None
@@ -509,70 +384,10 @@ class Gan:
         self.step = int(state["step"]) if "step" in state else 0
 
 
-# -- flat state, shared with the vae family ------------------------------------------------
-
-
-def flat_state(parts: Mapping[str, Any]) -> dict[str, torch.Tensor]:
-    """Modules and Adam optimisers -> one flat dict of independent, contiguous tensors.
-
-    safetensors refuses tensors that share memory, and the caller may write the file while
-    training goes on, so every tensor is a detached copy. Adam's moments ride along (as
-    ``optimizer_g.<param index>.exp_avg`` ...) so a resumed run continues where it stopped.
-    """
-    state: dict[str, torch.Tensor] = {}
-    for prefix, part in parts.items():
-        items: Iterable[tuple[str, Any]]
-        if isinstance(part, nn.Module):
-            items = part.state_dict().items()
-        else:
-            items = (
-                (f"{index}.{name}", value)
-                for index, slots in part.state_dict()["state"].items()
-                for name, value in slots.items()
-            )
-        for key, value in items:
-            state[f"{prefix}.{key}"] = torch.as_tensor(value).detach().cpu().clone().contiguous()
-    return state
-
-
-def load_flat_state(parts: Mapping[str, Any], state: Mapping[str, torch.Tensor]) -> None:
-    """The inverse of ``flat_state``. Module weights must all be there; optimiser state may not."""
-    for prefix, part in parts.items():
-        mine = {k[len(prefix) + 1 :]: v for k, v in state.items() if k.startswith(prefix + ".")}
-        if isinstance(part, nn.Module):
-            part.load_state_dict(mine)  # strict: a wrong checkpoint fails here, naming the keys
-        elif mine:
-            slots: dict[int, dict[str, torch.Tensor]] = {}
-            for key, value in mine.items():
-                index, name = key.split(".", 1)
-                slots.setdefault(int(index), {})[name] = value
-            groups = part.state_dict()["param_groups"]  # learning rates come from the scenario
-            part.load_state_dict({"state": slots, "param_groups": groups})
-
-
-def adam(params: Iterable[torch.Tensor], lr: float, betas: tuple[float, float]) -> torch.optim.Adam:
-    """Adam with torch's fused kernel (one pass over all the tensors rather than a loop of
-    small ops for each), for the gan and vae families. The same algorithm, equal to the
-    loop's up to rounding; on 2 CPU cores the ecommerce recipe's step ran ~5% faster
-    (benchmarks/adam_fused.py), which on a 10-minute budget is ~5% more steps."""
-    return torch.optim.Adam(params, lr=lr, betas=betas, fused=True)
-
-
 def _no_sync(net: nn.Module) -> contextlib.AbstractContextManager[Any]:
     """DistributedDataParallel's no_sync (keep gradients local), or nothing for a plain net."""
     no_sync = getattr(net, "no_sync", None)
     return no_sync() if no_sync is not None else contextlib.nullcontext()
-
-
-def uses_bf16(device: torch.device, train: Mapping[str, Any]) -> bool:
-    """bf16 autocast on CUDA ("auto" or "bf16" precision, where the GPU has it); never on CPU."""
-    precision = train.get("precision", "auto")
-    return (
-        device.type == "cuda"
-        and precision in ("auto", "bf16")
-        and torch.cuda.is_available()
-        and torch.cuda.is_bf16_supported()
-    )
 
 
 def create(spec: ModelSpec) -> Gan:

@@ -14,12 +14,8 @@ posterior from the class's prior N(prior[y], I), summed over latent dimensions. 
 Samples are decoded from a Gaussian mixture fitted on the training images' codes once
 training ends (``sampler = "mixture"``, see mixture.py), not from the prior.
 
-Defaults that worked on 2 CPU cores for ~150 s at 32 px (synthetic products,
-PneumoniaMNIST): width 32, latent_dim 64, beta 1, batch_size 32, lr 1e-3, beta1 0.9,
-beta2 0.999, ~2000 steps (~14 steps/s).
-
-Scenario keys read here: ``[model] width, latent_dim, conditional`` and the family-specific
-keys of ``VaeOptions``; ``[train] lr, beta1, beta2``."""
+Every key and its default is in ``VaeOptions`` ([model]) and the scenario's ``TrainConfig``
+([train]: lr, beta1, beta2)."""
 
 from __future__ import annotations
 
@@ -27,24 +23,26 @@ from collections.abc import Callable, Mapping
 from typing import Annotated, Any, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 from torch import nn
 
-from aigc_run.components import ModelSpec
-from aigc_run.models.gan import (
-    Generator,
+from aigc_run.contract.components import GenerativeModel, ModelSpec
+from aigc_run.models.base import (
     adam,
     channels_at,
     check_geometry,
     flat_state,
     load_flat_state,
     parse_options,
+    parse_train,
 )
+from aigc_run.models.generator import Generator
 from aigc_run.models.mixture import LatentMixture
+from aigc_run.scenario import ModelConfig
 
 
-class VaeOptions(BaseModel):
-    """The vae family's own [model] keys."""
+class VaeOptions(ModelConfig):
+    """The vae family's [model] keys: the shared ones (``ModelConfig``) and its own."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -81,14 +79,15 @@ class Encoder(nn.Module):
         return mu, logvar.clamp(-10.0, 10.0)
 
 
-class Vae:
+class Vae(GenerativeModel):
     """The GenerativeModel the engine drives."""
 
     def __init__(self, spec: ModelSpec):
-        self.options = parse_options(spec.options, VaeOptions, "vae")
+        self.options = options = parse_options(spec, VaeOptions)
+        train = parse_train(spec)
         levels = check_geometry(spec)
-        self.latent_dim = int(spec.options.get("latent_dim", 64))
-        width = int(spec.options.get("width", 64))
+        self.latent_dim = options.latent_dim
+        width = options.width
         self.classes = spec.num_classes if spec.conditional and spec.num_classes > 1 else 0
         self.device = torch.device(spec.device)
 
@@ -102,8 +101,7 @@ class Vae:
         for part in (self.encoder, self.decoder, self.prior):
             part.to(self.device)
         params = [*self.encoder.parameters(), *self.decoder.parameters(), *self.prior.parameters()]
-        betas = (float(spec.train.get("beta1", 0.5)), float(spec.train.get("beta2", 0.999)))
-        self.optimizer = adam(params, float(spec.train.get("lr", 2e-4)), betas)
+        self.optimizer = adam(params, train.lr, (train.beta1, train.beta2))
         self.mixture = LatentMixture(max(self.classes, 1), self.options.components, self.latent_dim)
         self.mixture.to(self.device)
         self.step = 0
@@ -113,12 +111,13 @@ class Vae:
         self.decoder_train: nn.Module = self.decoder
         self.prior_train: nn.Module = self.prior
 
-    def distribute(self, wrap: Callable[[nn.Module], nn.Module]) -> None:
+    def distribute(self, wrap: Callable[[nn.Module], nn.Module]) -> bool:
         """Train through DistributedDataParallel wrappers, which average the gradients over
         the processes of the run; one forward and one backward of each per step."""
         self.encoder_train = wrap(self.encoder)
         self.decoder_train = wrap(self.decoder)
         self.prior_train = wrap(self.prior)
+        return True
 
     def train_step(self, images: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
         """One update; returns 0-dim tensors, read only when logged (no GPU wait)."""

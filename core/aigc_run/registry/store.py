@@ -8,7 +8,7 @@ reads return frozen dataclasses rather than ORM objects, so nothing outlives its
 Create one ``Registry`` per process: an engine must not cross a ``fork``.
 
 Opening a database upgrades it to the newest schema through the Alembic migrations in
-``aigc_run/migrations`` (the naming convention below gives constraints the stable names
+``migrations/`` (the naming convention below gives constraints the stable names
 they refer to); a database made by a newer aigc-run is refused with a clear message.
 """
 
@@ -20,19 +20,34 @@ import socket
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
-from typing import Any, ClassVar, NamedTuple
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+from sqlalchemy.orm import Session
 
-from aigc_run.errors import RegistryError
-
-STATUSES = ("running", "completed", "failed", "interrupted", "deleting")
-FINAL_STATUSES = ("completed", "failed", "interrupted")
+from aigc_run import faults
+from aigc_run.contract.errors import RegistryError
+from aigc_run.registry.records import (
+    CheckpointInfo,
+    EvaluationPoint,
+    RunDetail,
+    RunSummary,
+    SampleCounts,
+    SampleInfo,
+)
+from aigc_run.registry.schema import (
+    FINAL_STATUSES,
+    CheckpointRow,
+    EvaluationRow,
+    MetricPointRow,
+    RejectionRow,
+    RunRow,
+    SampleRow,
+    now,
+)
 
 _HINT_OPEN = (
     "check AIGC_DATABASE_URL (unset means a SQLite file) and that the database server is "
@@ -52,206 +67,11 @@ def _hint(reason: str) -> str:
     return _HINT_OPEN
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-# ---------------------------------------------------------------------------------------
-# models
-# ---------------------------------------------------------------------------------------
-
-
-class UTCDateTime(sa.TypeDecorator[datetime]):
-    """A timezone-aware UTC datetime on every backend.
-
-    PostgreSQL stores ``timestamptz``; SQLite has no time zones, so the value is stored as
-    naive UTC there and marked UTC again when read. A naive datetime is refused.
-    """
-
-    impl = sa.DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError(f"naive datetime {value!r}: the registry stores aware UTC times")
-        value = value.astimezone(UTC)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
-
-    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-class Base(DeclarativeBase):
-    metadata = sa.MetaData(
-        naming_convention={
-            "ix": "ix_%(table_name)s_%(column_0_N_name)s",
-            "uq": "uq_%(table_name)s_%(column_0_N_name)s",
-            "ck": "ck_%(table_name)s_%(constraint_name)s",
-            "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-            "pk": "pk_%(table_name)s",
-        }
-    )
-    # sa.JSON is JSON on PostgreSQL and TEXT holding JSON on SQLite.
-    type_annotation_map: ClassVar[dict[Any, Any]] = {
-        dict[str, Any]: sa.JSON,
-        dict[str, str]: sa.JSON,
-        dict[str, float]: sa.JSON,
-        datetime: UTCDateTime,
-        float: sa.Double,  # pinned: SQLAlchemy 2.0 maps float to Float, 2.1 to Double
-    }
-
-
-def _run_fk() -> Mapped[int]:
-    return mapped_column(sa.ForeignKey("aigc_runs.id", ondelete="CASCADE"), index=True)
-
-
-def _checkpoint_fk() -> Mapped[int | None]:
-    return mapped_column(sa.ForeignKey("aigc_checkpoints.id", ondelete="SET NULL"))
-
-
-class RunRow(Base):
-    __tablename__ = "aigc_runs"
-    __table_args__ = (
-        sa.CheckConstraint(f"status IN {STATUSES!r}", name="status"),
-        sa.Index(None, "started_at"),
-        sa.Index(None, "scenario", "started_at"),
-    )
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    scenario: Mapped[str] = mapped_column(sa.String(200))
-    config: Mapped[dict[str, Any]]  # the resolved scenario, JSON-serialisable
-    plugins: Mapped[dict[str, str]]  # plugin name -> version
-    device: Mapped[str] = mapped_column(sa.String(100))
-    status: Mapped[str] = mapped_column(sa.String(20))
-    error: Mapped[str | None] = mapped_column(sa.Text)
-    output_dir: Mapped[str] = mapped_column(sa.Text)
-    hostname: Mapped[str] = mapped_column(sa.String(255))
-    pid: Mapped[int]
-    started_at: Mapped[datetime]
-    ended_at: Mapped[datetime | None]
-
-
-class MetricPointRow(Base):
-    __tablename__ = "aigc_metric_points"
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    run_id: Mapped[int] = _run_fk()
-    step: Mapped[int]
-    name: Mapped[str] = mapped_column(sa.String(200))
-    value: Mapped[float | None]  # NULL is NaN: SQLite cannot store NaN
-
-
-class CheckpointRow(Base):
-    __tablename__ = "aigc_checkpoints"
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    run_id: Mapped[int] = _run_fk()
-    step: Mapped[int]
-    path: Mapped[str] = mapped_column(sa.Text)
-    sha256: Mapped[str] = mapped_column(sa.String(64))
-    created_at: Mapped[datetime] = mapped_column(default=_now)
-
-
-class SampleRow(Base):
-    """One generated image: enough to regenerate it from (run, checkpoint, seed, index)."""
-
-    __tablename__ = "aigc_samples"
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    run_id: Mapped[int] = _run_fk()
-    checkpoint_id: Mapped[int | None] = _checkpoint_fk()
-    file: Mapped[str] = mapped_column(sa.Text)
-    label: Mapped[str] = mapped_column(sa.String(200))
-    seed: Mapped[int] = mapped_column(sa.BigInteger)
-    index: Mapped[int]
-    scores: Mapped[dict[str, float]]  # quality filter name -> score
-    accepted: Mapped[bool]
-    reason: Mapped[str | None] = mapped_column(sa.Text)  # why it was rejected
-
-
-class EvaluationRow(Base):
-    __tablename__ = "aigc_evaluations"
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    run_id: Mapped[int] = _run_fk()
-    checkpoint_id: Mapped[int | None] = _checkpoint_fk()
-    metric: Mapped[str] = mapped_column(sa.String(200))
-    value: Mapped[float | None]  # NULL is NaN, as for metric points
-    created_at: Mapped[datetime] = mapped_column(default=_now)
-
-
-# ---------------------------------------------------------------------------------------
-# what reads return
-# ---------------------------------------------------------------------------------------
-
-
-class CheckpointInfo(NamedTuple):
-    step: int
-    path: str
-    sha256: str
-
-
-@dataclass(frozen=True)
-class SampleCounts:
-    total: int
-    accepted: int
-    rejected_by_reason: Mapping[str, int]  # "unspecified" when no reason was given
-
-
-@dataclass(frozen=True)
-class RunSummary:
-    id: int
-    scenario: str
-    status: str
-    device: str
-    started_at: datetime
-    ended_at: datetime | None  # None while running, and for a run found dead (end unknown)
-    duration_s: float | None  # up to now while running; None when the end is unknown
-
-
-@dataclass(frozen=True)
-class RunDetail(RunSummary):
-    config: Mapping[str, Any]
-    plugins: Mapping[str, str]
-    error: str | None
-    output_dir: str
-    hostname: str
-    pid: int
-    checkpoints: list[CheckpointInfo]  # by step
-    metrics: Mapping[str, float]  # name -> value at the highest step
-    metric_points: int
-    samples: SampleCounts
-    evaluations: Mapping[str, float]  # metric -> latest value
-
-
-@dataclass(frozen=True)
-class EvaluationPoint:
-    metric: str
-    value: float
-    step: int | None  # of the checkpoint it evaluated; None when not tied to one
-    created_at: datetime
-
-
-@dataclass(frozen=True)
-class SampleInfo:
-    file: str  # relative to the run's output folder; "" when a rejected sample was not kept
-    label: str
-    seed: int
-    index: int
-    scores: Mapping[str, float]  # quality filter name -> score
-    accepted: bool
-    reason: str | None
-
-
 def _summary_fields(run: RunRow) -> dict[str, Any]:
     if run.ended_at is not None:
         duration: float | None = (run.ended_at - run.started_at).total_seconds()
     elif run.status == "running":
-        duration = (_now() - run.started_at).total_seconds()
+        duration = (now() - run.started_at).total_seconds()
     else:
         duration = None
     return {
@@ -341,9 +161,11 @@ class Registry:
         if self.engine.dialect.name == "sqlite":
             sa.event.listen(self.engine, "connect", _sqlite_setup(busy_timeout_s))
         self._upgrade()
+        self._writes = 0  # statements that changed rows: a session that wrote is a write
+        sa.event.listen(self.engine, "before_cursor_execute", self._count_write)
 
     def _upgrade(self) -> None:
-        from aigc_run import migrations
+        from aigc_run.registry import migrations
 
         try:
             migrations.upgrade(self.engine)
@@ -385,7 +207,7 @@ class Registry:
             output_dir=output_dir,
             hostname=socket.gethostname(),
             pid=os.getpid(),
-            started_at=_now(),
+            started_at=now(),
         )
         with self._session() as s:
             s.add(run)
@@ -398,7 +220,7 @@ class Registry:
             raise ValueError(f"cannot finish a run as {status!r}; use one of {FINAL_STATUSES}")
         with self._session() as s:
             run = self._get(s, run_id)
-            run.status, run.error, run.ended_at = status, error, _now()
+            run.status, run.error, run.ended_at = status, error, now()
 
     def reap_dead_runs(self) -> list[int]:
         """Mark ``interrupted`` every run still ``running`` whose process on this host died.
@@ -415,7 +237,7 @@ class Registry:
                 )
             ).all()
             dead = [(run_id, pid) for run_id, pid in running if not _pid_alive(pid)]
-            stamp = _now().isoformat(timespec="seconds")
+            stamp = now().isoformat(timespec="seconds")
             for run_id, pid in dead:
                 s.execute(
                     sa.update(RunRow)
@@ -448,13 +270,14 @@ class Registry:
             return checkpoint.id
 
     _SAMPLE_REQUIRED = frozenset({"file", "label", "seed", "index", "scores", "accepted"})
-    _SAMPLE_KEYS = _SAMPLE_REQUIRED | {"reason", "checkpoint_id"}
+    _SAMPLE_KEYS = _SAMPLE_REQUIRED | {"reason", "checkpoint_id", "rejections"}
 
     def add_samples(self, run_id: int, rows: Sequence[Mapping[str, Any]]) -> None:
         """Record a batch of samples in one insert.
 
         Each row has ``file``, ``label``, ``seed``, ``index``, ``scores`` ({filter: score}),
-        ``accepted``, and optionally ``reason`` (why it was rejected) and ``checkpoint_id``.
+        ``accepted``, and optionally ``rejections`` ((filter, score, threshold) for each
+        filter that rejected it), ``reason`` (the same, for people) and ``checkpoint_id``.
         """
         if not rows:
             return
@@ -468,15 +291,34 @@ class Registry:
                 {
                     "reason": None,
                     "checkpoint_id": None,
-                    **row,
+                    **{k: v for k, v in row.items() if k != "rejections"},
                     "run_id": run_id,
                     "accepted": bool(row["accepted"]),
                     # PostgreSQL's JSON has no NaN: a filter that scored NaN is stored as null.
                     "scores": {name: _to_db(v) for name, v in row["scores"].items()},
                 }
             )
+        rejections = [row.get("rejections") or () for row in rows]
         with self._session() as s:
-            s.execute(sa.insert(SampleRow), values)
+            if not any(rejections):
+                s.execute(sa.insert(SampleRow), values)
+                return
+            insert = sa.insert(SampleRow).returning(SampleRow.id, sort_by_parameter_order=True)
+            ids = s.scalars(insert, values).all()
+            s.execute(
+                sa.insert(RejectionRow),
+                [
+                    {
+                        "run_id": run_id,
+                        "sample_id": sample_id,
+                        "filter": name,
+                        "score": _to_db(score),
+                        "threshold": threshold,
+                    }
+                    for sample_id, failed in zip(ids, rejections, strict=True)
+                    for name, score, threshold in failed
+                ],
+            )
 
     def add_evaluation(
         self, run_id: int, metric: str, value: float, checkpoint_id: int | None = None
@@ -537,19 +379,7 @@ class Registry:
             metrics = {name: _from_db(value) for name, value in last}
             points = s.scalar(sa.select(sa.func.count()).where(m.run_id == run_id)) or 0
 
-            accepted = 0
-            rejected: dict[str, int] = {}
-            for ok, reason, count in s.execute(
-                sa.select(SampleRow.accepted, SampleRow.reason, sa.func.count())
-                .where(SampleRow.run_id == run_id)
-                .group_by(SampleRow.accepted, SampleRow.reason)
-            ):
-                if ok:
-                    accepted += count
-                else:
-                    key = reason or "unspecified"
-                    rejected[key] = rejected.get(key, 0) + count
-            samples = SampleCounts(accepted + sum(rejected.values()), accepted, rejected)
+            samples = self._sample_counts(s, run_id)
 
             evaluations = {
                 metric: _from_db(value)
@@ -587,6 +417,43 @@ class Registry:
             ):
                 series.setdefault(name, []).append((step, _from_db(value)))
         return series
+
+    def _sample_counts(self, s: Session, run_id: int) -> SampleCounts:
+        counts = dict(
+            s.execute(
+                sa.select(SampleRow.accepted, sa.func.count())
+                .where(SampleRow.run_id == run_id)
+                .group_by(SampleRow.accepted)
+            ).all()
+        )
+        r = RejectionRow
+        by_filter = dict(
+            s.execute(
+                sa.select(r.filter, sa.func.count())
+                .where(r.run_id == run_id)
+                .group_by(r.filter)
+                .order_by(sa.func.count().desc(), r.filter)
+            ).all()
+        )
+        named = s.scalar(
+            sa.select(sa.func.count(sa.distinct(r.sample_id))).where(r.run_id == run_id)
+        )
+        rejected = counts.get(False, 0)
+        if rejected > (named or 0):
+            by_filter["unspecified"] = rejected - (named or 0)
+        return SampleCounts(rejected + counts.get(True, 0), counts.get(True, 0), by_filter)
+
+    def checkpoint_id(self, run_id: int, path: str) -> int | None:
+        """The id of run ``run_id``'s checkpoint at ``path`` (the newest such record)."""
+        query = (
+            sa.select(CheckpointRow.id)
+            .where(CheckpointRow.run_id == run_id, CheckpointRow.path == path)
+            .order_by(CheckpointRow.id.desc())
+            .limit(1)
+        )
+        with self._session() as s:
+            found: int | None = s.scalar(query)
+        return found
 
     def evaluation_history(self, run_id: int) -> list[EvaluationPoint]:
         """Every evaluation of a run, oldest first, with the step of its checkpoint."""
@@ -651,7 +518,7 @@ class Registry:
                 raise ValueError(f"run {run_id} is {run.status}; call start_deleting first")
             # Children first, explicitly: SQLite enforces ON DELETE CASCADE only with its
             # foreign_keys pragma on, and a registry may be opened by an older client.
-            for table in (EvaluationRow, SampleRow, CheckpointRow, MetricPointRow):
+            for table in (EvaluationRow, RejectionRow, SampleRow, CheckpointRow, MetricPointRow):
                 s.execute(sa.delete(table).where(table.run_id == run_id))
             s.delete(run)
 
@@ -662,12 +529,21 @@ class Registry:
         """One short transaction; a database failure becomes a RegistryError."""
         try:
             with Session(self.engine) as s, s.begin():
+                writes = self._writes
                 yield s
+                s.flush()  # what the commit does first; explicit so the fault point sees it
+                if self._writes != writes:
+                    faults.point("registry-write")  # rows written, not committed
         except sa_exc.DBAPIError as e:
             reason = self._reason(e)
             raise RegistryError(
                 f"the run registry at {self.url} failed: {reason}", _hint(reason)
             ) from e
+
+    def _count_write(self, *args: Any) -> None:
+        context = args[4]  # (connection, cursor, statement, parameters, context, executemany)
+        if context is not None and (context.isinsert or context.isupdate or context.isdelete):
+            self._writes += 1
 
     @staticmethod
     def _get(s: Session, run_id: int) -> RunRow:

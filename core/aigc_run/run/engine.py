@@ -14,21 +14,30 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from aigc_run import distributed
-from aigc_run.components import FilterContext, ModelSpec, RunInfo
+from aigc_run import dist
+from aigc_run.contract.components import RunInfo
+from aigc_run.contract.errors import ConfigError
+from aigc_run.contract.kinds import METRICS, MODEL_FAMILIES, WRITERS
 from aigc_run.data import Dataset, load_dataset, resolve_source, resolve_steps
-from aigc_run.errors import ConfigError
+from aigc_run.evaluation import describe
 from aigc_run.plugins import Plugins
 from aigc_run.registry import Registry
+from aigc_run.run import setup
 from aigc_run.scenario import Scenario
 from aigc_run.settings import Settings
 
-if TYPE_CHECKING:
-    from aigc_run.resume import ResumeFrom
 
-REFERENCE_LIMIT = 5000  # training images the filters compare against (memorisation, ...)
+@dataclass(frozen=True)
+class ResumeFrom:
+    """A checked run to resume: what ``run_scenario`` continues; made by
+    ``resume.check_resumable``."""
+
+    run_id: int
+    step: int
+    checkpoint: Path
+    output_dir: Path
 
 
 @dataclass(frozen=True)
@@ -42,19 +51,6 @@ class RunResult:
     report: Path | None = None  # None when writing the report failed (a warning said why)
 
 
-def pick_device(requested: str) -> str:
-    import torch
-
-    if requested == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(
-            "train.device: 'cuda' was asked for but no CUDA device is visible",
-            "use --set train.device=auto to fall back to the CPU",
-        )
-    if requested == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return requested
-
-
 def run_scenario(
     scenario: Scenario,
     plugins: Plugins,
@@ -65,25 +61,25 @@ def run_scenario(
 ) -> RunResult:
     """Run ``scenario`` from start to end; with ``resume``, continue that stopped run."""
     started = time.monotonic()
-    _check_plugin(scenario, plugins)
+    setup.check_plugin(scenario, plugins)
     resolve_source(plugins, scenario)
     resolve_steps(plugins, scenario)
-    family = _lookup(
-        plugins.model_families(), scenario.model.family, "model.family", "model families"
-    )
-    writer = _lookup(plugins.sample_writers(), scenario.output.writer, "output.writer", "writers")
+    family = setup.lookup(plugins, MODEL_FAMILIES, scenario.model.family, "model.family")
+    writer = setup.lookup(plugins, WRITERS, scenario.output.writer, "output.writer")
     metrics = [
-        _lookup(plugins.metrics(), name, "evaluate.metrics", "metrics")
+        setup.lookup(plugins, METRICS, name, "evaluate.metrics")
         for name in scenario.evaluate.metrics
     ]
-    from aigc_run import sampling
-    from aigc_run.evaluation import protocol
+    from aigc_run.run import evaluation, sampling
 
-    protocol.check_ready(scenario)
+    evaluation.check_ready(scenario)
     chosen_filters = sampling.resolve_filters(plugins, scenario)
-    device = distributed.local_device(pick_device(scenario.train.device))
-    if not distributed.current().main:  # only rank 0 records, samples and reports
-        return distributed.follow(scenario, plugins, settings, family, writer, device)
+    device = dist.local_device(setup.pick_device(scenario.train.device))
+    if not dist.current().main:  # only rank 0 records, samples and reports
+        from aigc_run.run.follower import follow
+
+        follow(scenario, plugins, settings, family, writer, device)
+        return RunResult(0, Path(), 0, 0, Path(), time.monotonic() - started)
     output_dir = resume.output_dir if resume else _output_dir(scenario, settings)
 
     registry = Registry(settings.registry_url)
@@ -107,11 +103,11 @@ def run_scenario(
     try:
         plugins.before_run(run)
         dataset = load_dataset(plugins, scenario, settings.cache_dir, say, _item_progress(progress))
-        distributed.data_ready()  # the other ranks read it from the cache
+        dist.data_ready()  # the other ranks read it from the cache
         _describe_data(dataset, say)
-        train_idx, held_idx = dataset.split(scenario.data.holdout, scenario.train.seed)
-        model = _create_model(family, scenario, dataset, device)
-        from aigc_run.training import resume_point, train
+        train_idx, held_idx = setup.split(dataset, scenario)
+        model = setup.build_model(family, scenario, dataset, device)
+        from aigc_run.run.training import resume_point, train
 
         start = None
         if resume:
@@ -130,14 +126,9 @@ def run_scenario(
             progress,
             start,
         )
-        reference = _reference(dataset, train_idx, device)
-        real = _float(dataset, held_idx, device)
-        held_context = FilterContext(
-            _labels(dataset, held_idx, device),
-            reference.reference,
-            reference.reference_labels,
-            dataset.class_names,
-        )
+        reference = setup.reference_context(dataset, train_idx, device, settings.cache_dir)
+        real = setup.as_float(dataset, held_idx, device)
+        held_context = setup.for_batch(reference, setup.labels_of(dataset, held_idx, device))
         filters = sampling.calibrate(chosen_filters, real, held_context, scenario.sample)
         for f in filters:
             registry.add_evaluation(run_id, f"threshold:{f.name}", f.threshold, checkpoint.id)
@@ -145,17 +136,17 @@ def run_scenario(
                 f"filter {f.name}: keeps scores {'>=' if f.filter.higher_is_better else '<='} "
                 f"{f.threshold:.4g}"
             )
-        distributed.share_sampling(model, output_dir, {f.name: f.threshold for f in filters})
+        dist.share_sampling(model, output_dir, {f.name: f.threshold for f in filters})
 
         def record(batch: Any, rows: list[dict[str, Any]]) -> None:
             registry.add_samples(run_id, [dict(r, checkpoint_id=checkpoint.id) for r in rows])
             plugins.after_samples_filtered(run, batch)
 
-        part = distributed.sampling_part()  # (0, 1) in one process
+        part = dist.sampling_part()  # (0, 1) in one process
         result = sampling.sample(
             model, scenario, filters, writer, reference, device, output_dir, record, part
         )
-        result = distributed.gather_sampling(result, output_dir, record)
+        result = dist.gather_sampling(result, output_dir, record)
         _report_sampling(result, scenario, say)
         import torch
 
@@ -168,9 +159,7 @@ def run_scenario(
         registry.add_evaluation(
             run_id, "acceptance-rate", result.accepted / max(result.generated, 1), checkpoint.id
         )
-        from aigc_run.evaluation import describe
-
-        figures = protocol.evaluate(
+        figures = evaluation.evaluate(
             model,
             dataset,
             train_idx,
@@ -227,27 +216,6 @@ def _fail(
         say(f"warning: {failure.message}")
 
 
-def _check_plugin(scenario: Scenario, plugins: Plugins) -> None:
-    if scenario.plugin and scenario.plugin not in plugins.versions:
-        disabled = scenario.plugin in plugins.disabled
-        raise ConfigError(
-            f"scenario {scenario.name!r} needs plugin {scenario.plugin!r}, which is "
-            f"{'disabled by AIGC_DISABLE_PLUGINS' if disabled else 'not installed'}",
-            "remove it from AIGC_DISABLE_PLUGINS"
-            if disabled
-            else f"install it: pip install aigc-{scenario.plugin}",
-        )
-
-
-def _lookup(found: dict[str, Any], name: str, where: str, what: str) -> Any:
-    if name not in found:
-        raise ConfigError(
-            f"{where}: no such name {name!r}",
-            f"installed {what}: {', '.join(sorted(found)) or 'none'}",
-        )
-    return found[name]
-
-
 def _output_dir(scenario: Scenario, settings: Settings) -> Path:
     if scenario.output.folder:
         folder = Path(scenario.output.folder).expanduser().absolute()
@@ -259,48 +227,6 @@ def _output_dir(scenario: Scenario, settings: Settings) -> Path:
         return folder
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     return settings.runs_dir / f"{scenario.name}-{stamp}-{secrets.token_hex(2)}"
-
-
-def _create_model(family: Any, scenario: Scenario, dataset: Dataset, device: str) -> Any:
-    import torch
-
-    torch.manual_seed(scenario.train.seed)
-    spec = ModelSpec(
-        channels=int(dataset.images.shape[1]),
-        image_size=int(dataset.images.shape[2]),
-        num_classes=dataset.num_classes,
-        conditional=scenario.model.conditional and dataset.num_classes > 1,
-        options=scenario.model.model_dump(),
-        train=scenario.train.model_dump(),
-        device=device,
-    )
-    return family.item.create(spec)
-
-
-def _float(dataset: Dataset, index: Any, device: str) -> Any:
-    import torch
-
-    return torch.from_numpy(dataset.images[index]).to(device).float().div_(255)
-
-
-def _labels(dataset: Dataset, index: Any, device: str) -> Any:
-    import torch
-
-    return torch.from_numpy(dataset.labels[index]).to(device)
-
-
-def _reference(dataset: Dataset, train_idx: Any, device: str) -> FilterContext:
-    import numpy as np
-
-    chosen = train_idx
-    if len(train_idx) > REFERENCE_LIMIT:
-        chosen = np.sort(np.random.default_rng(0).choice(train_idx, REFERENCE_LIMIT, replace=False))
-    return FilterContext(
-        _labels(dataset, chosen, device)[:0],
-        _float(dataset, chosen, device),
-        _labels(dataset, chosen, device),
-        dataset.class_names,
-    )
 
 
 def _describe_data(dataset: Dataset, say: Callable[[str], None]) -> None:

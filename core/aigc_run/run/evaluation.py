@@ -24,9 +24,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from aigc_run.components import EvaluationContext, GenerativeModel, Metric
+from aigc_run import faults
+from aigc_run.contract.components import EvaluationContext, GenerativeModel, Metric
+from aigc_run.contract.errors import AigcError, ConfigError, PluginError
 from aigc_run.data import Dataset
-from aigc_run.errors import AigcError, ConfigError, PluginError
 from aigc_run.noise import Scheme, noise_for
 from aigc_run.plugins import Contribution
 from aigc_run.scenario import Scenario
@@ -105,6 +106,7 @@ def evaluate(
     figures: dict[str, float] = {}
     for metric in metrics:
         figures.update(compute(metric, context))
+        faults.point("evaluation")  # computed, not yet written or recorded
     protocol = {
         "samples": count,
         "reference": len(reference),

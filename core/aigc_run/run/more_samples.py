@@ -15,9 +15,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from aigc_run.errors import AigcError, ConfigError
+from aigc_run.contract.errors import AigcError, ConfigError
+from aigc_run.contract.kinds import MODEL_FAMILIES, WRITERS
 from aigc_run.plugins import Plugins
 from aigc_run.registry import Registry
+from aigc_run.run import setup
 from aigc_run.scenario import Scenario, recorded
 from aigc_run.settings import Settings
 
@@ -44,7 +46,6 @@ def load_trained(
     settings: Settings,
 ) -> Trained:
     """The model of run ``run_id`` at checkpoint ``step`` (default: its last one)."""
-    from aigc_run import engine
     from aigc_run.checkpoints import restore, sha256_of
     from aigc_run.data import load_dataset
 
@@ -73,14 +74,12 @@ def load_trained(
             "restore the file from a backup",
         )
     scenario = recorded(run.config)
-    family = engine._lookup(
-        plugins.model_families(), scenario.model.family, "model.family", "model families"
-    )
+    family = setup.lookup(plugins, MODEL_FAMILIES, scenario.model.family, "model.family")
     # the run's data, from the cache: its shape, classes and the filters' reference images
     dataset = load_dataset(plugins, scenario, settings.cache_dir, lambda _: None)
-    train_idx, _ = dataset.split(scenario.data.holdout, scenario.train.seed)
-    device = engine.pick_device(scenario.train.device)
-    model = engine._create_model(family, scenario, dataset, device)
+    train_idx, _ = setup.split(dataset, scenario)
+    device = setup.pick_device(scenario.train.device)
+    model = setup.build_model(family, scenario, dataset, device)
     restore(model, path)
     thresholds = {
         e.metric.removeprefix("threshold:"): e.value
@@ -96,7 +95,7 @@ def load_trained(
         Path(run.output_dir),
         device,
         list(dataset.class_names),
-        engine._reference(dataset, train_idx, device),
+        setup.reference_context(dataset, train_idx, device, settings.cache_dir),
     )
 
 
@@ -108,16 +107,14 @@ def sample_more(
     folder: Path,
 ) -> Any:
     """``count`` samples that pass the run's filters, written to ``folder`` with a manifest."""
-    from aigc_run import engine, sampling
+    from aigc_run.run import sampling
 
     if folder.exists() and any(folder.iterdir()):
         raise ConfigError(f"{folder} is not empty", "choose a new or empty folder with --out")
     scenario = trained.scenario.model_copy(
         update={"sample": trained.scenario.sample.model_copy(update={"count": count, "seed": seed})}
     )
-    writer = engine._lookup(
-        plugins.sample_writers(), scenario.output.writer, "output.writer", "writers"
-    )
+    writer = setup.lookup(plugins, WRITERS, scenario.output.writer, "output.writer")
     filters = [
         sampling.ActiveFilter(
             c.plugin, c.item, trained.thresholds.get(c.item.name, c.item.threshold)
@@ -140,8 +137,8 @@ def regenerate(trained: Trained, indices: Sequence[int], seed: int, folder: Path
     """Redraw sample ``indices`` of ``seed`` exactly, as PNG files in ``folder``."""
     import torch
 
-    from aigc_run.builtin import write_png
-    from aigc_run.sampling import generate, safe_names
+    from aigc_run.contract.images import write_png
+    from aigc_run.run.sampling import generate, safe_names
 
     classes = max(len(trained.class_names), 1)
     labels = torch.tensor([i % classes for i in indices], dtype=torch.int64)

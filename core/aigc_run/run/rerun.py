@@ -13,10 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from aigc_run import checkpoints
+from aigc_run.contract.errors import AigcError, ConfigError
+from aigc_run.contract.kinds import METRICS, MODEL_FAMILIES
 from aigc_run.data import load_dataset
-from aigc_run.errors import AigcError, ConfigError
 from aigc_run.plugins import Plugins
 from aigc_run.registry import Registry
+from aigc_run.run import setup
 from aigc_run.scenario import DEFAULT_METRICS, recorded
 from aigc_run.settings import Settings
 
@@ -30,8 +32,7 @@ def evaluate_run(
     features: Sequence[str] | None = None,
     say: Callable[[str], None] = print,
 ) -> dict[str, float]:
-    from aigc_run.engine import _create_model, _lookup, pick_device
-    from aigc_run.evaluation import protocol
+    from aigc_run.run import evaluation
 
     registry = Registry(settings.registry_url)
     detail = registry.get_run(run_id)
@@ -49,21 +50,18 @@ def evaluate_run(
             "restore the run's output folder, or run the scenario again",
         )
     scenario = recorded(_with_overrides(detail.config, metrics, samples, features))
-    family = _lookup(
-        plugins.model_families(), scenario.model.family, "model.family", "model families"
-    )
+    family = setup.lookup(plugins, MODEL_FAMILIES, scenario.model.family, "model.family")
     chosen = [
-        _lookup(plugins.metrics(), name, "--metrics", "metrics")
-        for name in scenario.evaluate.metrics
+        setup.lookup(plugins, METRICS, name, "--metrics") for name in scenario.evaluate.metrics
     ]
-    device = pick_device("auto")
+    device = setup.pick_device("auto")
     dataset = load_dataset(plugins, scenario, settings.cache_dir, say)
-    train_idx, held_idx = dataset.split(scenario.data.holdout, scenario.train.seed)
-    model = _create_model(family, scenario, dataset, device)
+    train_idx, held_idx = setup.split(dataset, scenario)
+    model = setup.build_model(family, scenario, dataset, device)
     checkpoints.restore(model, path)
     say(f"run {run_id}: evaluating {path.name} on {device}")
     output_dir = Path(detail.output_dir)
-    figures = protocol.evaluate(
+    figures = evaluation.evaluate(
         model,
         dataset,
         train_idx,
@@ -75,7 +73,7 @@ def evaluate_run(
         settings.cache_dir,
         say,
     )
-    checkpoint_id = _checkpoint_id(registry, run_id, str(path))
+    checkpoint_id = registry.checkpoint_id(run_id, str(path))
     for name, value in figures.items():
         registry.add_evaluation(run_id, name, value, checkpoint_id)
     return figures
@@ -100,20 +98,3 @@ def _with_overrides(
         section["features"] = list(features)
     tree["evaluate"] = section
     return tree
-
-
-def _checkpoint_id(registry: Registry, run_id: int, path: str) -> int | None:
-    """The registry id of the checkpoint, so the figures are recorded against it."""
-    import sqlalchemy as sa
-
-    from aigc_run.registry import CheckpointRow
-
-    query = (
-        sa.select(CheckpointRow.id)
-        .where(CheckpointRow.run_id == run_id, CheckpointRow.path == path)
-        .order_by(CheckpointRow.id.desc())
-        .limit(1)
-    )
-    with registry.engine.connect() as connection:
-        found: int | None = connection.scalar(query)
-    return found

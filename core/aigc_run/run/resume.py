@@ -11,29 +11,19 @@ checkpoint is missing or no longer matches the sha256 the registry recorded.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from aigc_run.errors import AigcError
+from aigc_run.contract.errors import AigcError
 from aigc_run.plugins import Plugins
 from aigc_run.registry import Registry
+from aigc_run.run.engine import ResumeFrom, run_scenario
 from aigc_run.scenario import recorded
 from aigc_run.settings import Settings
 
 
 class ResumeError(AigcError):
     """A run cannot be resumed; nothing was changed."""
-
-
-@dataclass(frozen=True)
-class ResumeFrom:
-    """A checked run to resume: what ``engine.run_scenario`` continues."""
-
-    run_id: int
-    step: int
-    checkpoint: Path
-    output_dir: Path
 
 
 def check_resumable(registry: Registry, run_id: int) -> ResumeFrom:
@@ -81,11 +71,10 @@ def resume_run(
     progress: Callable[..., Any] | None = None,
 ) -> Any:
     """Resume run ``run_id`` through the engine; returns its ``RunResult``."""
-    from aigc_run import distributed
-    from aigc_run.engine import run_scenario
+    from aigc_run import dist
 
-    if not distributed.current().main:  # never opens the registry: rank 0 checks the run
-        scenario = distributed.receive_scenario()
+    if not dist.current().main:  # never opens the registry: rank 0 checks the run
+        scenario = dist.receive_scenario()
         return run_scenario(scenario, plugins, settings, say, progress)
     registry = Registry(settings.registry_url)
     try:
@@ -93,9 +82,9 @@ def resume_run(
         target = check_resumable(registry, run_id)
         scenario = recorded(registry.get_run(run_id).config)
     except BaseException:
-        distributed.send_scenario(None)  # the other ranks stop; rank 0 says why
+        dist.send_scenario(None)  # the other ranks stop; rank 0 says why
         raise
     finally:
         registry.close()
-    distributed.send_scenario(scenario)
+    dist.send_scenario(scenario)
     return run_scenario(scenario, plugins, settings, say, progress, resume=target)

@@ -10,6 +10,7 @@ their reason, never dropped.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import math
 import re
 import threading
@@ -17,18 +18,20 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
-from aigc_run.components import (
+from aigc_run import faults
+from aigc_run.contract.components import (
     FilterContext,
     FilteredBatch,
     GenerativeModel,
     QualityFilter,
     SampleWriter,
 )
-from aigc_run.errors import ConfigError, PluginError
+from aigc_run.contract.errors import ConfigError, PluginError
+from aigc_run.contract.kinds import FILTERS
 from aigc_run.noise import Scheme, noise_for
 from aigc_run.plugins import Contribution, Plugins
 from aigc_run.scenario import SampleConfig, Scenario
@@ -79,7 +82,7 @@ class SamplingResult:
 def resolve_filters(
     plugins: Plugins, scenario: Scenario
 ) -> list[tuple[Contribution[QualityFilter], Any]]:
-    known = plugins.quality_filters()
+    known = plugins.contributions(FILTERS)
     chosen = []
     for name, threshold in scenario.filters.items():
         if name not in known:
@@ -319,7 +322,7 @@ def sample(
 
     Generation and filtering run here; writing runs in worker processes for large runs
     (``output.write_processes``). ``on_batch`` sees each batch once its files are written.
-    ``part`` = (rank, ranks) when several processes share the work (see distributed.py):
+    ``part`` = (rank, ranks) when several processes share the work (see dist.py):
     this one takes every ranks-th block of ``sample.batch_size`` (AUTO_BATCH for "auto")
     indices, from block ``rank``, until its share of the count passes, and writes its rows
     to ``manifest.part-RANK.csv``, which rank 0 merges.
@@ -336,7 +339,7 @@ def sample(
     result = SamplingResult()
     filters = list(filters)  # a failing filter may be dropped (sample.on_filter_error)
     name = "manifest.csv" if rank == 0 else f"manifest.part-{rank}.csv"
-    manifest = _Manifest(out_dir / name, [f.name for f in filters])
+    manifest = _Manifest(out_dir / name, {f.name: f.threshold for f in filters})
     writers = Writers(writer, pool_size(scenario.output.write_processes, count))
     try:
         while result.accepted < count and result.generated < count * cfg.max_tries:
@@ -347,22 +350,24 @@ def sample(
                 generator, cfg.seed, indices, labels, cfg.truncation, device, cfg.noise
             )
             copy = to_host(on_device)  # travels while the filters score the batch
-            context = FilterContext(
-                labels.to(device), reference.reference, reference.reference_labels, class_names
-            )
+            context = dataclasses.replace(reference, labels=labels.to(device))
             with torch.inference_mode():
                 scores = _score_all(filters, images, context, cfg, result.skipped_filters)
-            accepted, reasons = _decide(filters, scores, size)
+            rejections = _decide(filters, scores, size)
+            accepted = [not failed for failed in rejections]
             keep = torch.tensor(accepted, dtype=torch.bool)
             pixels = copy.wait()
             result.keep_for_sheet(pixels[keep], labels[keep])
             result.generated += size
             result.accepted += int(keep.sum())
-            for reason in reasons:
-                for failed in filter(None, reason.split("; ")):
-                    name = failed.split(" ")[0]
+            for failed in rejections:
+                for rejection in failed:
+                    name = rejection.filter
                     result.rejected_by[name] = result.rejected_by.get(name, 0) + 1
-            batch = _Batch(cfg.seed, indices, labels, scores, accepted, reasons, class_names)
+            thresholds = {f.name: f.threshold for f in filters if f.name in scores}
+            batch = _Batch(
+                cfg.seed, indices, labels, scores, thresholds, rejections, class_names
+            )
             groups, slots = _groups(
                 pixels, indices, labels, folders, accepted, scenario.output.keep_rejected
             )
@@ -393,9 +398,13 @@ class _Batch:
     indices: list[int]
     labels: torch.Tensor
     scores: dict[str, torch.Tensor]
-    accepted: list[bool]
-    reasons: list[str]
+    thresholds: dict[str, float]  # of the filters that scored this batch
+    rejections: list[list[Rejection]]  # for each sample, the filters it failed
     class_names: list[str]
+
+    @property
+    def accepted(self) -> list[bool]:
+        return [not failed for failed in self.rejections]
 
 
 def _groups(
@@ -439,11 +448,13 @@ def _written(
             "seed": batch.seed,
             "index": batch.indices[k],
             "accepted": batch.accepted[k],
-            "reason": batch.reasons[k],
+            "reason": describe_rejections(batch.rejections[k]),
+            "rejections": [(r.filter, r.score, r.threshold) for r in batch.rejections[k]],
             "scores": {n: float(s[k]) for n, s in batch.scores.items()},
         }
         for k in range(len(batch.indices))
     ]
+    faults.point("sampling-batch")  # its files are on disk, not yet in the manifest or registry
     manifest.append(rows)
     on_batch(
         FilteredBatch(
@@ -452,8 +463,10 @@ def _written(
             [str(r["label"]) for r in rows],
             {n: s.tolist() for n, s in batch.scores.items()},
             batch.accepted,
-            batch.reasons,
+            [describe_rejections(failed) for failed in batch.rejections],
             files,
+            batch.thresholds,
+            [[r.filter for r in failed] for failed in batch.rejections],
         ),
         rows,
     )
@@ -479,29 +492,50 @@ def _score_all(
     return scores
 
 
+class Rejection(NamedTuple):
+    """A quality filter that rejected a sample: its score and the threshold it missed."""
+
+    filter: str
+    score: float
+    threshold: float
+    higher_is_better: bool  # so it failed by scoring below the threshold (or else above)
+
+
 def _decide(
     filters: Sequence[ActiveFilter], scores: dict[str, torch.Tensor], size: int
-) -> tuple[list[bool], list[str]]:
-    reasons = []
-    for k in range(size):
-        failed = []
-        for f in filters:
-            if f.name not in scores:
-                continue
-            value = float(scores[f.name][k])
+) -> list[list[Rejection]]:
+    """For each sample, the filters it failed (none: accepted)."""
+    rejections: list[list[Rejection]] = [[] for _ in range(size)]
+    for f in filters:
+        if f.name not in scores:
+            continue
+        for k, value in enumerate(scores[f.name].tolist()):
             if not f.filter.passes(value, f.threshold):
-                sign = "<" if f.filter.higher_is_better else ">"
-                failed.append(f"{f.name} {value:.4g} {sign} {f.threshold:.4g}")
-        reasons.append("; ".join(failed))
-    return [not r for r in reasons], reasons
+                rejections[k].append(
+                    Rejection(f.name, value, f.threshold, f.filter.higher_is_better)
+                )
+    return rejections
+
+
+def describe_rejections(rejections: Sequence[Rejection]) -> str:
+    """For people: ``"near-duplicate 0.0175 < 0.02; ..."`` ("" when accepted)."""
+    return "; ".join(
+        f"{r.filter} {r.score:.4g} {'<' if r.higher_is_better else '>'} {r.threshold:.4g}"
+        for r in rejections
+    )
 
 
 class _Manifest:
-    """manifest.csv, appended batch by batch and flushed, so a crash keeps what was written."""
+    """manifest.csv, appended batch by batch and flushed, so a crash keeps what was written.
 
-    def __init__(self, path: Path, filter_names: list[str]) -> None:
+    Per sample: its file, class, seed and index, whether it was kept, why not (for people),
+    each filter's score, and the filters that rejected it (names, ";"-separated); each
+    filter's threshold is a column too, so a row says everything about its decision.
+    """
+
+    def __init__(self, path: Path, thresholds: dict[str, float]) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.filter_names = filter_names
+        self.thresholds = thresholds
         self.file = path.open("w", newline="")
         self.writer = csv.writer(self.file)
         self.writer.writerow(
@@ -512,7 +546,9 @@ class _Manifest:
                 "index",
                 "accepted",
                 "reason",
-                *(f"score:{n}" for n in filter_names),
+                *(f"score:{n}" for n in thresholds),
+                "rejected_by",
+                *(f"threshold:{n}" for n in thresholds),
             ]
         )
 
@@ -526,7 +562,9 @@ class _Manifest:
                     r["index"],
                     int(r["accepted"]),
                     r["reason"],
-                    *(_number(r["scores"].get(n)) for n in self.filter_names),
+                    *(_number(r["scores"].get(n)) for n in self.thresholds),
+                    ";".join(name for name, _, _ in r["rejections"]),
+                    *(_number(t) for t in self.thresholds.values()),
                 ]
             )
         self.file.flush()

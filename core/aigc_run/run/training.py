@@ -6,7 +6,7 @@ the step. No random state has to be saved: a run resumed from the checkpoint at 
 ``s`` draws at step ``s + 1`` exactly what the uninterrupted run drew, so on the CPU it
 ends with bit-identical weights.
 
-In a run over several processes (see distributed.py) rank ``r > 0`` seeds its step with
+In a run over several processes (see dist.py) rank ``r > 0`` seeds its step with
 ``step_seed(train.seed, s, r)``, so each rank draws its own batches and noise while rank 0
 draws exactly what a one-process run draws; DistributedDataParallel averages the
 gradients. Logged values are the mean over ranks; only rank 0 records and checkpoints.
@@ -28,9 +28,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from aigc_run import checkpoints, distributed
-from aigc_run.components import GenerativeModel, RunInfo
-from aigc_run.errors import AigcError
+from aigc_run import checkpoints, dist, faults
+from aigc_run.contract.components import GenerativeModel, RunInfo
+from aigc_run.contract.errors import AigcError
 from aigc_run.plugins import Plugins
 from aigc_run.registry import Registry
 from aigc_run.scenario import Scenario
@@ -84,10 +84,10 @@ def train(
     """
     cfg = scenario.train
     device = run.device
-    ranks = distributed.current()
+    ranks = dist.current()
     if ranks.active:
-        start = distributed.share_start(model, start)
-        distributed.distribute(model, str(scenario.model.family), device)
+        start = dist.share_start(model, start)
+        dist.distribute(model, str(scenario.model.family), device)
     # One uint8 copy on the device; batches become float one at a time.
     data = torch.from_numpy(np.ascontiguousarray(images)).to(device)  # N x C x H x W uint8
     targets = torch.from_numpy(np.ascontiguousarray(labels)).to(device)  # N int64
@@ -111,11 +111,12 @@ def train(
                 index = torch.multinomial(weights, cfg.batch_size, replacement=True)
             batch = data[index].float().div_(127.5).sub_(1.0)  # B x C x H x W in [-1, 1]
             values = model.train_step(batch, targets[index])
+            faults.point("train-step")  # updated, not yet checked, logged or saved
             guard.watch(step, values)
             seconds = time.monotonic() - started
             out_of_time = cfg.max_minutes is not None and seconds > cfg.max_minutes * 60
             if ranks.active and cfg.max_minutes is not None:  # all ranks stop at one step
-                out_of_time = distributed.any_rank(out_of_time, device)
+                out_of_time = dist.any_rank(out_of_time, device)
             final = step == cfg.steps or out_of_time
             logging = step % cfg.log_every == 0 or final
             saving = step % cfg.checkpoint_every == 0 or final
@@ -124,13 +125,13 @@ def train(
             if logging:
                 floats = {k: float(v) for k, v in values.items()}
                 if ranks.active:
-                    floats = distributed.average(floats, device)
+                    floats = dist.average(floats, device)
                 if registry is not None:
                     registry.add_metrics(run.id, step, floats)
                     plugins.after_training_step(run, step, floats)
                 bar.set_postfix({k: f"{v:.3f}" for k, v in floats.items()}, refresh=False)
             if final and registry is not None:  # only the recording rank samples
-                _prepare_sampling(model, data, targets)
+                model.prepare_sampling(data, targets)  # the final checkpoint holds what it fits
             if saving and registry is not None:
                 last = _checkpoint(model, step, seconds, final, run, plugins, registry, last)
             elif saving:  # rank 0 writes the file
@@ -211,18 +212,6 @@ def _kept(last: Checkpoint | None) -> str:
     if last is None:
         return "no checkpoint had been written yet"
     return f"the last good checkpoint, intact, is {last.path} (step {last.step})"
-
-
-def _prepare_sampling(model: GenerativeModel, data: torch.Tensor, targets: torch.Tensor) -> None:
-    """Give a model that wants it one look at the whole training set before the last save.
-
-    The vae family fits the mixture it samples from on the codes of the training images,
-    the gan family re-measures its sampling generator's batch-norm statistics; the result
-    rides in the final checkpoint. Optional: other families need not have it.
-    """
-    prepare = getattr(model, "prepare_sampling", None)
-    if prepare is not None:
-        prepare(data, targets)
 
 
 def _checkpoint(

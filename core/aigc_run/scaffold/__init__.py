@@ -19,7 +19,7 @@ from string import Template
 from packaging.version import Version
 
 from aigc_run import __version__
-from aigc_run.errors import ConfigError
+from aigc_run.contract.errors import ConfigError
 
 _NAME = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
 RESERVED = {"run"}  # aigc-run is the engine itself

@@ -27,8 +27,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from aigc_run.builtin import write_png
-from aigc_run.components import FilteredBatch, RunInfo
+from aigc_run import FilteredBatch, RunInfo, write_png
 
 if TYPE_CHECKING:
     import torch

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageChops, ImageDraw, ImageFilter
 
-from aigc_run.components import Sample
+from aigc_run import Sample
 
 CATEGORIES = ("T-Shirt", "Trousers", "Dress", "Shoe", "Handbag", "Cap")
 

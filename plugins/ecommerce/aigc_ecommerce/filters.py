@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import torch
 
-    from aigc_run.components import FilterContext
+    from aigc_run import FilterContext
 
 # background-clean -----------------------------------------------------------------------
 
@@ -201,6 +201,4 @@ CLASS_CONSISTENCY_THRESHOLD = 0.5
 
 def class_consistency(images: torch.Tensor, context: FilterContext) -> torch.Tensor:
     """P(asked category | image) by the domain classifier (1.0 for unlabelled data)."""
-    from aigc_run.evaluation.classifier import asked_class_probability
-
-    return asked_class_probability(images, context)
+    return context.asked_class_probability(images)

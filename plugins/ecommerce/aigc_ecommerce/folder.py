@@ -41,8 +41,7 @@ from typing import Any
 from PIL import Image, ImageOps
 
 from aigc_ecommerce import tables
-from aigc_run.components import Sample, Skipped
-from aigc_run.errors import ConfigError, DataError
+from aigc_run import ConfigError, DataError, Sample, Skipped
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
 DEFAULT_EXCLUDE_LABELS = ("Not sure", "Other", "Skip")

@@ -9,8 +9,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from aigc_ecommerce import catalogue, demo, filters, folder, preprocess
-from aigc_run import hookimpl
-from aigc_run.components import (
+from aigc_run import (
+    ConfigError,
     DataRequest,
     DatasetSource,
     FilteredBatch,
@@ -21,8 +21,8 @@ from aigc_run.components import (
     SampleWriter,
     ScenarioFile,
     Skipped,
+    hookimpl,
 )
-from aigc_run.errors import ConfigError
 
 DEMO_COUNT = 3000
 DEMO_OPTIONS = ("demo_count",)

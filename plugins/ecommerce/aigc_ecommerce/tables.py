@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from aigc_run.errors import DataError
+from aigc_run import DataError
 
 # In order of preference: a feed's "id" is the product's, so it comes last.
 IMAGE_COLUMNS = (

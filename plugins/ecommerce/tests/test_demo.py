@@ -6,7 +6,7 @@ import numpy as np
 
 from aigc_ecommerce import demo
 from aigc_ecommerce.plugin import load_products
-from aigc_run.components import DataRequest, Sample
+from aigc_run import DataRequest, Sample
 
 
 def _request(**options: object) -> DataRequest:

@@ -7,7 +7,7 @@ import torch
 
 from aigc_ecommerce import filters
 from aigc_ecommerce.plugin import load_products, register_quality_filters
-from aigc_run.components import DataRequest, FilterContext
+from aigc_run import DataRequest, FilterContext
 
 CONTEXT = FilterContext(
     labels=torch.zeros(0, dtype=torch.int64),

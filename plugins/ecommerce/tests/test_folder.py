@@ -9,8 +9,7 @@ import pytest
 from PIL import Image
 
 from aigc_ecommerce.plugin import load_products
-from aigc_run.components import DataRequest, Sample, Skipped
-from aigc_run.errors import ConfigError, DataError
+from aigc_run import ConfigError, DataError, DataRequest, Sample, Skipped
 
 RED, BLUE, GREEN = (220, 20, 20), (20, 20, 220), (20, 200, 20)
 

@@ -11,8 +11,8 @@ from PIL import Image
 
 from aigc_ecommerce import plugin
 from aigc_ecommerce.plugin import load_products
-from aigc_run.components import CONTRIBUTIONS, DataRequest
-from aigc_run.errors import ConfigError
+from aigc_run import ConfigError, DataRequest
+from aigc_run.contract.kinds import KINDS
 from aigc_run.scenario import validate
 
 
@@ -24,12 +24,13 @@ def test_entry_point_is_installed_and_loads() -> None:
 
 def test_each_hook_returns_the_contract_types() -> None:
     names: dict[str, list[str]] = {}
-    for hook, kind in CONTRIBUTIONS.items():
+    for kind in KINDS:
+        hook = kind.hook
         impl = getattr(plugin, hook, None)
         if impl is None:
             continue
         items = impl()
-        assert all(isinstance(item, kind) for item in items), hook
+        assert all(isinstance(item, kind.type) for item in items), hook
         names[hook] = [item.name for item in items]
     assert names == {
         "register_datasets": ["products"],

@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image
 
 from aigc_medical import reasons
-from aigc_run.errors import DataError
+from aigc_run import DataError
 
 #: Named windows (centre, width) in Hounsfield units, the presets radiology viewers offer.
 WINDOW_PRESETS: dict[str, tuple[float, float]] = {

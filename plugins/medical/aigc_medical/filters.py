@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import torch
 
-    from aigc_run.components import FilterContext
+    from aigc_run import FilterContext
 
 # The statistics intensity-plausibility compares: intensity quantiles (the body of the
 # histogram and both tails, where a dark, bright or washed-out image differs most), then
@@ -134,6 +134,4 @@ ANATOMY_THRESHOLD = 0.5
 
 def anatomical_plausibility(images: torch.Tensor, context: FilterContext) -> torch.Tensor:
     """P(asked class | image) by the domain classifier trained on the training scans."""
-    from aigc_run.evaluation.classifier import asked_class_probability
-
-    return asked_class_probability(images, context)
+    return context.asked_class_probability(images)

@@ -25,8 +25,7 @@ from PIL import Image, ImageOps
 
 from aigc_medical import dicom, nifti, reasons
 from aigc_medical.phantoms import phantoms
-from aigc_run.components import DataRequest, Sample, Skipped
-from aigc_run.errors import DataError
+from aigc_run import DataError, DataRequest, Sample, Skipped
 
 Item: TypeAlias = Sample | Skipped
 

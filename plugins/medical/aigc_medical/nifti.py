@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image
 
 from aigc_medical import reasons
-from aigc_run.errors import DataError
+from aigc_run import DataError
 
 AXES = {"sagittal": 0, "coronal": 1, "axial": 2}  # in RAS: x (left-right), y, z (foot-head)
 DEFAULT_PERCENTILES = (1.0, 99.0)

@@ -8,14 +8,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from aigc_medical import filters, loaders, preprocess, privacy, writers
-from aigc_run import hookimpl
-from aigc_run.components import (
+from aigc_run import (
     DatasetSource,
     Preprocessor,
     QualityFilter,
     RunInfo,
     SampleWriter,
     ScenarioFile,
+    hookimpl,
 )
 
 SCENARIO_DIR = Path(__file__).parent / "scenarios"

@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from aigc_run.components import RunInfo
+from aigc_run import RunInfo
 
 
 def write_audit(run: RunInfo) -> Path | None:
@@ -46,7 +46,7 @@ def _filter_rejections(manifest: Path) -> dict[str, int]:
         return {"samples": 0, "rejected": 0}
     with manifest.open(newline="") as f:
         rows = list(csv.DictReader(f))
-    rejected = sum("memorisation" in (r.get("reason") or "") for r in rows)
+    rejected = sum("memorisation" in (r.get("rejected_by") or "").split(";") for r in rows)
     return {"samples": len(rows), "rejected": rejected}
 
 

@@ -11,7 +11,8 @@ from aigc_medical import filters
 from aigc_medical.phantoms import phantoms
 from aigc_medical.plugin import register_quality_filters
 from aigc_medical.preprocess import normalize_intensity
-from aigc_run.components import FilterContext, QualityFilter
+from aigc_run import FilterContext, QualityFilter
+from aigc_run.testing import filter_context
 
 FILTERS = {f.name: f for f in register_quality_filters()}
 
@@ -25,12 +26,13 @@ def as_tensor(images: list[Image.Image], size: int = 32) -> torch.Tensor:
 
 
 def context(reference: torch.Tensor, n: int = 1) -> FilterContext:
+    """A context as the engine makes one, its domain classifier included."""
     m = reference.shape[0]
-    return FilterContext(
-        labels=torch.zeros(n, dtype=torch.long),
-        reference=reference,
-        reference_labels=torch.zeros(m, dtype=torch.long),
-        class_names=["normal", "lesion"],
+    return filter_context(
+        torch.zeros(n, dtype=torch.long),
+        reference,
+        torch.zeros(m, dtype=torch.long),
+        ["normal", "lesion"],
     )
 
 
@@ -110,6 +112,7 @@ def test_filters_run_on_the_gpu(phantom_split) -> None:
         assert torch.allclose(scores.cpu(), f.score(held_out, context(train)), atol=1e-3)
 
 
+@pytest.mark.realdata("pneumoniamnist/pneumoniamnist.npz")
 def test_default_thresholds_on_real_pneumoniamnist(pneumonia_npz: Path) -> None:
     # As the medical scenario prepares it: normalize-intensity, 32 x 32; 10% held out.
     with np.load(pneumonia_npz) as npz:

@@ -8,8 +8,7 @@ import pytest
 from PIL import Image
 
 from aigc_medical.loaders import load
-from aigc_run.components import DataRequest, Sample, Skipped
-from aigc_run.errors import DataError
+from aigc_run import DataError, DataRequest, Sample, Skipped
 
 
 def request(path: Path) -> DataRequest:

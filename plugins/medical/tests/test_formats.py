@@ -14,8 +14,7 @@ from pydicom.data import get_testdata_file
 
 from aigc_medical.dicom import series_order
 from aigc_medical.loaders import load
-from aigc_run.components import DataRequest, Sample, Skipped
-from aigc_run.errors import DataError
+from aigc_run import DataError, DataRequest, Sample, Skipped
 
 ANATOMICAL = Path(nib.__file__).parent / "tests" / "data" / "anatomical.nii"
 

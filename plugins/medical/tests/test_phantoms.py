@@ -6,8 +6,7 @@ from PIL import Image, ImageFilter
 
 from aigc_medical.loaders import load
 from aigc_medical.phantoms import CLASSES, render, render_with_lungs
-from aigc_run.components import DataRequest, Sample
-from aigc_run.errors import DataError
+from aigc_run import DataError, DataRequest, Sample
 
 
 def request(seed: int = 0, **options: object) -> DataRequest:

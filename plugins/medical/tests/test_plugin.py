@@ -9,8 +9,9 @@ from pathlib import Path
 import pluggy
 
 from aigc_medical import plugin
-from aigc_run import hookspecs
-from aigc_run.components import CONTRIBUTIONS, DataRequest, Sample
+from aigc_run import DataRequest, Sample
+from aigc_run.contract import hookspecs
+from aigc_run.contract.kinds import KINDS
 from aigc_run.scenario import read_toml, validate
 
 REPO = Path(__file__).resolve().parents[3]
@@ -28,9 +29,9 @@ def test_hooks_match_the_contract_and_return_typed_objects() -> None:
     manager.register(plugin, name="medical")
     manager.check_pending()  # a misspelt hook would fail here
     names = []
-    for hook, kind in CONTRIBUTIONS.items():
-        for result in getattr(manager.hook, hook)():
-            assert all(isinstance(item, kind) for item in result), hook
+    for kind in KINDS:
+        for result in getattr(manager.hook, kind.hook)():
+            assert all(isinstance(item, kind.type) for item in result), kind.hook
             names += [item.name for item in result]
     assert sorted(names) == sorted(
         ["scans", "normalize-intensity", "intensity-plausibility",

@@ -44,7 +44,7 @@ def test_a_medical_run_writes_its_privacy_audit(tmp_path: Path) -> None:
 
 def test_a_run_that_was_not_evaluated_gets_no_audit(tmp_path: Path) -> None:
     from aigc_medical.privacy import write_audit
-    from aigc_run.components import RunInfo
+    from aigc_run import RunInfo
 
     run = RunInfo(1, "medical", {"plugin": "medical"}, tmp_path, "cpu")
     assert write_audit(run) is None  # not evaluated: nothing to audit

@@ -11,7 +11,7 @@ from pydicom.data import get_testdata_file
 
 from aigc_medical.loaders import load
 from aigc_medical.plugin import register_sample_writers
-from aigc_run.components import DataRequest, Sample
+from aigc_run import DataRequest, Sample
 
 IDENTIFIERS = ("PatientName", "PatientID", "PatientBirthDate")
 UIDS = ("SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID", "FrameOfReferenceUID")

@@ -13,8 +13,7 @@ import pytest
 from PIL import Image
 
 from aigc_ecommerce.folder import load_folder
-from aigc_run.components import Sample, Skipped
-from aigc_run.errors import DataError
+from aigc_run import DataError, Sample, Skipped
 
 OUTSIDE = "path outside data folder"
 

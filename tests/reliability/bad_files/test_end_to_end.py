@@ -23,8 +23,8 @@ import resource, sys
 from pathlib import Path
 from aigc_ecommerce.folder import load_folder
 from aigc_medical.loaders import load, load_npz
-from aigc_run.components import DataRequest, Skipped
-from aigc_run.errors import DataError
+from aigc_run import DataRequest, Skipped
+from aigc_run import DataError
 
 data = Path(sys.argv[1])
 reasons = [x.reason for x in load_folder(data / "ecommerce", {}, 16) if isinstance(x, Skipped)]

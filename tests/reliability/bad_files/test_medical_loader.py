@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 
 from aigc_medical.loaders import load
-from aigc_run.components import DataRequest, Sample, Skipped
-from aigc_run.errors import DataError
+from aigc_run import DataError, DataRequest, Sample, Skipped
 
 JPEG_LS = "1.2.840.10008.1.2.4.80"  # no decoder without pylibjpeg-libjpeg or pyjpegls
 PRIVATE_SYNTAX = "1.2.3.4.5.6"  # a transfer syntax pydicom has never heard of

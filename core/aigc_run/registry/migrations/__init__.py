@@ -5,7 +5,7 @@ Opening upgrades the database to the newest revision this aigc-run knows, under 
 processes opening a new database at once migrate it once. A database created before
 migrations existed (tables but no ``alembic_version``) is stamped as revision 0001 first.
 
-To change the schema: change the models in ``registry.py`` and add a file to ``versions/``
+To change the schema: change the models in ``registry/schema.py`` and add a file to ``versions/``
 whose ``down_revision`` is the current head; ``tests/test_migrations.py`` fails until the
 migrations build exactly what the models describe, on SQLite and on PostgreSQL.
 """

@@ -1,11 +1,11 @@
-"""Alembic's entry point: migrate on the connection ``aigc_run.migrations.upgrade`` hands in.
+"""Alembic's entry point: migrate on the connection that ``migrations.upgrade`` hands in.
 
 The caller has begun the transaction (and taken the lock), so Alembic runs inside it.
 """
 
 from alembic import context
 
-from aigc_run.registry import Base
+from aigc_run.registry.schema import Base
 
 context.configure(
     connection=context.config.attributes["connection"],

@@ -1,0 +1,182 @@
+"""The commands that train, sample or evaluate: ``scenario``, ``resume``, ``sample``,
+``evaluate``. Each hands the work to aigc_run.run and prints what came of it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import click
+
+from aigc_run.cli.common import NPROC, load_plugins, output
+from aigc_run.contract.errors import ConfigError
+from aigc_run.contract.kinds import SCENARIOS
+from aigc_run.settings import Settings
+
+
+@click.command()
+@click.argument("name_or_file")
+@click.option(
+    "--data",
+    "data_path",
+    type=click.Path(path_type=str),
+    help="Your data: a folder or file the scenario's dataset source reads.",
+)
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="SECTION.KEY=VALUE",
+    help="Override a scenario value, e.g. --set train.steps=2000 (repeatable).",
+)
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+@NPROC
+def scenario(
+    name_or_file: str, data_path: str | None, overrides: tuple[str, ...], quiet: bool, nproc: int
+) -> None:
+    """Run a scenario by name (see `aigc-run scenarios`) or from a TOML file."""
+    from aigc_run import scenario as scenarios_module
+
+    if nproc > 1 and "WORLD_SIZE" not in os.environ:
+        extra = [a for o in overrides for a in ("--set", o)]
+        extra += ["--data", data_path] if data_path else []
+        _launch(nproc, ["scenario", name_or_file, *extra, *(["--quiet"] if quiet else [])])
+    loaded = load_plugins()
+    content = _scenario_content(name_or_file, loaded)
+    resolved = scenarios_module.resolve(content, overrides, data_path)
+    from aigc_run import dist
+    from aigc_run.run.engine import run_scenario
+
+    with dist.session() as ranks:
+        say, progress = output(ranks.main, quiet)
+        result = run_scenario(resolved, loaded, Settings(), say=say, progress=progress)
+    if ranks.main:
+        _report_result(result)
+
+
+@click.command()
+@click.argument("run_id", type=int)
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+@NPROC
+def resume(run_id: int, quiet: bool, nproc: int) -> None:
+    """Continue an interrupted or failed run from its last checkpoint."""
+    if nproc > 1 and "WORLD_SIZE" not in os.environ:
+        _launch(nproc, ["resume", str(run_id), *(["--quiet"] if quiet else [])])
+    from aigc_run import dist
+    from aigc_run.run.resume import resume_run
+
+    with dist.session() as ranks:
+        say, progress = output(ranks.main, quiet)
+        result = resume_run(run_id, load_plugins(), Settings(), say=say, progress=progress)
+    if ranks.main:
+        _report_result(result)
+
+
+def _launch(nproc: int, argv: list[str]) -> None:
+    """Run the command in ``nproc`` worker processes instead of this one, then exit."""
+    from aigc_run.cli.launch import launch
+
+    ctx = click.get_current_context()
+    debug = ["--debug"] if ctx.find_root().meta.get("aigc_debug") else []
+    ctx.exit(launch(nproc, [*debug, *argv]))
+
+
+@click.command("sample")
+@click.argument("run_id", type=int)
+@click.option("--count", type=click.IntRange(1, 10_000_000), help="New samples to draw.")
+@click.option(
+    "--regenerate",
+    "indices",
+    type=click.IntRange(0),
+    multiple=True,
+    help="Redraw sample INDEX exactly (repeat for several).",
+)
+@click.option("--seed", type=int, help="Sampling seed (default: the run's sample.seed).")
+@click.option("--checkpoint", "step", type=int, help="Checkpoint step (default: the last).")
+@click.option(
+    "--out",
+    "folder",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Folder to write to (default: a new folder in the run's output folder).",
+)
+def sample(
+    run_id: int,
+    count: int | None,
+    indices: tuple[int, ...],
+    seed: int | None,
+    step: int | None,
+    folder: Path | None,
+) -> None:
+    """Draw more samples from a trained run, or redraw given ones exactly."""
+    from aigc_run.contract.errors import ConfigError
+    from aigc_run.run.more_samples import default_folder, load_trained, regenerate, sample_more
+
+    if (count is None) == (not indices):
+        raise ConfigError(
+            "give either --count N or --regenerate INDEX",
+            "e.g. aigc-run sample 3 --count 1000, or aigc-run sample 3 --regenerate 17",
+        )
+    plugins = load_plugins()
+    trained = load_trained(run_id, step, plugins, Settings())
+    seed = trained.scenario.sample.seed if seed is None else seed
+    if indices:
+        folder = folder or default_folder(trained, "regenerated")
+        for path in regenerate(trained, indices, seed, folder):
+            click.echo(str(path))
+        return
+    assert count is not None
+    folder = folder or default_folder(trained, "samples")
+    result = sample_more(trained, plugins, count, seed, folder)
+    click.echo(
+        f"{result.accepted} samples of {result.generated} drawn (run {run_id}, checkpoint "
+        f"step {trained.step}, seed {seed}) in {folder}; manifest: {folder / 'manifest.csv'}"
+    )
+
+
+def _report_result(result: Any) -> None:
+    click.echo(
+        f"run {result.run_id} completed in {result.seconds:.0f} s: {result.accepted} "
+        f"samples in {result.output_dir / 'samples'}"
+    )
+    click.echo(f"manifest: {result.output_dir / 'manifest.csv'}")
+    if result.accepted:
+        click.echo(f"contact sheet: {result.contact_sheet}")
+    if result.report is not None:
+        click.echo(f"report: {result.report}")
+
+
+def _scenario_content(name_or_file: str, loaded: Any) -> dict[str, Any]:
+    from aigc_run.scenario import read_toml
+
+    path = Path(name_or_file)
+    if path.suffix == ".toml" or path.is_file():
+        return read_toml(path)
+    found = loaded.contributions(SCENARIOS)
+    if name_or_file not in found:
+        raise ConfigError(
+            f"no scenario named {name_or_file!r}",
+            f"installed: {', '.join(sorted(found)) or 'none'}; or give a path to a .toml file",
+        )
+    item = found[name_or_file].item
+    return read_toml(item.path) if item.path is not None else dict(item.content)
+
+
+@click.command()
+@click.argument("run_id", type=int)
+@click.option("--metrics", help="Comma-separated metric names; default: the run's own.")
+@click.option("--samples", type=int, help="Generated images to compare (evaluate.samples).")
+@click.option("--features", help="Comma-separated feature spaces: domain, inception.")
+def evaluate(run_id: int, metrics: str | None, samples: int | None, features: str | None) -> None:
+    """Evaluate a finished run again, from its final checkpoint (docs/evaluation.md)."""
+    from aigc_run.evaluation import describe
+    from aigc_run.run.rerun import evaluate_run
+
+    def names(text: str | None) -> list[str] | None:
+        return None if text is None else [n.strip() for n in text.split(",") if n.strip()]
+
+    figures = evaluate_run(
+        run_id, load_plugins(), Settings(), names(metrics), samples, names(features), click.echo
+    )
+    for line in describe(figures):
+        click.echo(line)

@@ -1,0 +1,143 @@
+"""What every entry point does before it trains, samples or evaluates: resolve the named
+components, pick the device, load and split the data, build the model and the images the
+quality filters compare against.
+
+``aigc-run scenario`` and ``resume`` (rank 0 and the follower ranks), ``sample`` and
+``evaluate`` all go through here, so they agree on every step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from aigc_run.contract.components import FilterContext, GenerativeModel, ModelSpec
+from aigc_run.contract.errors import ConfigError, PluginError
+from aigc_run.contract.kinds import Kind
+from aigc_run.data import Dataset
+from aigc_run.plugins import Contribution, Plugins
+from aigc_run.scenario import Scenario
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
+    from aigc_run.contract.components import ModelFamily
+
+T = TypeVar("T")
+
+REFERENCE_LIMIT = 5000  # training images the filters compare against (memorisation, ...)
+
+
+def lookup(plugins: Plugins, kind: Kind[T], name: str, where: str) -> Contribution[T]:
+    """The contribution called ``name``, or a ConfigError naming the setting and the choices."""
+    found = plugins.contributions(kind)
+    if name not in found:
+        raise ConfigError(
+            f"{where}: no such name {name!r}",
+            f"installed {kind.label}: {', '.join(sorted(found)) or 'none'}",
+        )
+    return found[name]
+
+
+def check_plugin(scenario: Scenario, plugins: Plugins) -> None:
+    """The plugin the scenario names is installed and switched on."""
+    if scenario.plugin and scenario.plugin not in plugins.versions:
+        disabled = scenario.plugin in plugins.disabled
+        raise ConfigError(
+            f"scenario {scenario.name!r} needs plugin {scenario.plugin!r}, which is "
+            f"{'disabled by AIGC_DISABLE_PLUGINS' if disabled else 'not installed'}",
+            "remove it from AIGC_DISABLE_PLUGINS"
+            if disabled
+            else f"install it: pip install aigc-{scenario.plugin}",
+        )
+
+
+def pick_device(requested: str) -> str:
+    """``auto``: CUDA when there is a GPU, else the CPU; ``cuda`` without one is an error."""
+    import torch
+
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(
+            "train.device: 'cuda' was asked for but no CUDA device is visible",
+            "use --set train.device=auto to fall back to the CPU",
+        )
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return requested
+
+
+def split(dataset: Dataset, scenario: Scenario) -> tuple[np.ndarray, np.ndarray]:
+    """(training indices, held-out indices), the same for every entry point of a run."""
+    return dataset.split(scenario.data.holdout, scenario.train.seed)
+
+
+def build_model(
+    family: Contribution[ModelFamily], scenario: Scenario, dataset: Dataset, device: str
+) -> GenerativeModel:
+    """The family's model for this data, its weights drawn from ``train.seed``."""
+    import torch
+
+    torch.manual_seed(scenario.train.seed)
+    spec = ModelSpec(
+        channels=int(dataset.images.shape[1]),
+        image_size=int(dataset.images.shape[2]),
+        num_classes=dataset.num_classes,
+        conditional=scenario.model.conditional and dataset.num_classes > 1,
+        options=scenario.model.model_dump(),
+        train=scenario.train.model_dump(),
+        device=device,
+    )
+    model = family.item.create(spec)
+    if not isinstance(model, GenerativeModel):
+        raise PluginError(
+            family.plugin,
+            "register_model_families",
+            f"model family {family.item.name!r} created a {type(model).__name__}, "
+            "not a GenerativeModel",
+            "make the model class a subclass of aigc_run.GenerativeModel",
+        )
+    return model
+
+
+def as_float(dataset: Dataset, index: Any, device: str) -> torch.Tensor:
+    """Images ``index`` as float in [0, 1] on ``device``, as quality filters take them."""
+    import torch
+
+    return torch.from_numpy(dataset.images[index]).to(device).float().div_(255)
+
+
+def labels_of(dataset: Dataset, index: Any, device: str) -> torch.Tensor:
+    import torch
+
+    return torch.from_numpy(dataset.labels[index]).to(device)
+
+
+def reference_context(
+    dataset: Dataset, train_idx: Any, device: str, cache_dir: Path
+) -> FilterContext:
+    """What the quality filters compare generated images against: up to REFERENCE_LIMIT
+    training images (a fixed random subset beyond that) and the run's domain classifier.
+    Its ``labels`` are empty: each batch puts its own in (``for_batch``)."""
+    import numpy as np
+
+    from aigc_run.evaluation.classifier import DomainClassifier
+
+    chosen = train_idx
+    if len(train_idx) > REFERENCE_LIMIT:
+        chosen = np.sort(np.random.default_rng(0).choice(train_idx, REFERENCE_LIMIT, replace=False))
+    reference = as_float(dataset, chosen, device)
+    reference_labels = labels_of(dataset, chosen, device)
+    return FilterContext(
+        reference_labels[:0],
+        reference,
+        reference_labels,
+        dataset.class_names,
+        DomainClassifier(reference, reference_labels, len(dataset.class_names), cache_dir),
+    )
+
+
+def for_batch(reference: FilterContext, labels: torch.Tensor) -> FilterContext:
+    """The reference context for a batch whose images were asked for ``labels``."""
+    return dataclasses.replace(reference, labels=labels)
