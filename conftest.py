@@ -1,4 +1,9 @@
-"""Rules for every test path (tests/, plugins/*/tests/): the ``realdata`` marker.
+"""Rules for every test path (tests/, plugins/*/tests/): one thread per test process under
+pytest-xdist, and the ``realdata`` marker.
+
+Under ``pytest -n N`` (pytest-xdist) each worker process, and every process a test starts,
+runs torch on one thread: N workers each with a pool of all the cores would fight over
+them (see docs/benchmarks.md on a busy CPU).
 
 A test that reads the shared real data names the files it needs, relative to the data
 folder: ``@pytest.mark.realdata("pneumoniamnist/pneumoniamnist.npz")``. The folder is
@@ -15,6 +20,12 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # before torch is imported: it reads these once
+        os.environ["OMP_NUM_THREADS"] = "1"
+        os.environ["MKL_NUM_THREADS"] = "1"
 
 
 def real_data_folder() -> Path:

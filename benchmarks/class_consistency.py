@@ -11,6 +11,7 @@ held-out photos pass under their own category. Prints both flag rates.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import tempfile
 from pathlib import Path
@@ -33,6 +34,7 @@ def main() -> None:
 def flag_rates(scenario_name: str, data_dir: Path) -> dict[str, float]:
     from aigc_run.contract.components import FilterContext
     from aigc_run.data import load_dataset
+    from aigc_run.evaluation.classifier import DomainClassifier
     from aigc_run.plugins import load_plugins
     from aigc_run.run import sampling
     from aigc_run.scenario import resolve
@@ -57,9 +59,11 @@ def flag_rates(scenario_name: str, data_dir: Path) -> dict[str, float]:
     names = dataset.class_names
     reference = pixels(train_idx)
     reference_labels = torch.from_numpy(dataset.labels[train_idx])
-    right = FilterContext(labels, reference, reference_labels, names)
+    # the run's domain classifier, shared by both contexts as a run shares it
+    classifier = DomainClassifier(reference, reference_labels, len(names), Settings().cache_dir)
+    right = FilterContext(labels, reference, reference_labels, names, classifier)
     shift = torch.randint(1, len(names), labels.shape, generator=torch.Generator().manual_seed(0))
-    wrong = FilterContext((labels + shift) % len(names), reference, reference_labels, names)
+    wrong = dataclasses.replace(right, labels=(labels + shift) % len(names))
     real = pixels(held_idx)
     (active,) = sampling.calibrate([(chosen, "auto")], real, right)
     score = chosen.item.score

@@ -67,26 +67,47 @@ POSTGRES_URL = os.environ.get(
 )
 
 
-def _postgres_url() -> str:
-    """POSTGRES_URL with the aigc_ tables dropped, or a skip (a failure under CI)."""
-    engine = sa.create_engine(POSTGRES_URL, connect_args={"connect_timeout": 3})
+def postgres_url() -> str:
+    """POSTGRES_URL, or under pytest-xdist a database of this worker's own beside it
+    (``test_gw0``, made on first use), emptied of aigc_ tables: each test starts from an
+    empty database, and workers never drop each other's tables. A skip when the server is
+    unreachable (a failure under CI)."""
+    url = sa.make_url(POSTGRES_URL)
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
     try:
-        # Tests run serially: each starts from an empty database, alembic_version included.
-        existing = sa.MetaData()
-        existing.reflect(engine)
-        existing.drop_all(engine)
+        if worker:
+            url = url.set(database=f"{url.database}_{worker}")
+            server = sa.create_engine(
+                POSTGRES_URL, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3}
+            )
+            with server.connect() as conn:
+                exists = "SELECT 1 FROM pg_database WHERE datname = :name"
+                if not conn.scalar(sa.text(exists), {"name": url.database}):
+                    conn.execute(sa.text(f'CREATE DATABASE "{url.database}"'))
+            server.dispose()
+        engine = sa.create_engine(url, connect_args={"connect_timeout": 3})
+        try:
+            existing = sa.MetaData()
+            existing.reflect(engine)
+            existing.drop_all(engine)
+        finally:
+            engine.dispose()
     except sa.exc.OperationalError as e:
         reason = f"PostgreSQL unreachable at {sa.make_url(POSTGRES_URL)!r}: {e.orig}"
         if os.environ.get("CI"):
             pytest.fail(reason)
         pytest.skip(f"{reason}; set AIGC_TEST_POSTGRES_URL to test PostgreSQL")
-    finally:
-        engine.dispose()
-    return POSTGRES_URL
+    return url.render_as_string(hide_password=False)
+
+
+@pytest.fixture
+def postgres() -> str:
+    """The URL of an empty PostgreSQL database for this test (see ``postgres_url``)."""
+    return postgres_url()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'nested' / 'folder' / 'runs.db'}"
-    return _postgres_url()
+    return postgres_url()

@@ -191,16 +191,18 @@ def test_killed_run_is_marked_interrupted_on_the_next_start():
 
 @pytest.mark.slow
 def test_short_real_training_learns_the_white_background():
-    # 1000 steps on the demo catalogue: an untrained generator draws grey noise that the
-    # background filter rejects; a trained one draws products on white that it keeps.
-    # (The DCGAN-layers defaults at batch 16 need more steps than 300 to draw the class
-    # asked for: at 600 the class-consistency filter still rejected 21 of 32.)
+    # The shipped recipe on the demo catalogue: an untrained generator draws grey noise that
+    # the background filter rejects; one trained 500 steps draws products on white that it
+    # keeps. Only the background is judged here (class-consistency has its own tests), and
+    # nothing is evaluated; no time cap, so a busy machine trains as far as a quiet one.
     result = run_cli(
         "scenario",
         "ecommerce",
         "--quiet",
         "--set",
-        "train.steps=1000",
+        "train.steps=500",
+        "--set",
+        "train.max_minutes=60",
         "--set",
         "data.options.demo_count=600",
         "--set",
@@ -208,7 +210,11 @@ def test_short_real_training_learns_the_white_background():
         "--set",
         "filters.background-clean=0.75",
         "--set",
+        "filters.class-consistency=off",
+        "--set",
         "sample.max_tries=1",
+        "--set",
+        "evaluate.metrics=[]",
     )
     assert result.returncode == 0, result.stderr
     registry = Registry(Settings().registry_url)

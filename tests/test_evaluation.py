@@ -359,7 +359,11 @@ def test_memorisation_on_real_data(scenario, relative, tmp_path):
 @pytest.mark.realdata("pneumoniamnist/pneumoniamnist.npz")
 def test_medical_scenario_reports_tstr_on_real_xrays(aigc_home):
     path = DATA / "pneumoniamnist/pneumoniamnist.npz"
-    args = ["scenario", "medical", "--quiet", "--data", str(path), "--set", "train.steps=300"]
+    # tstr's floor is the point: a classifier trained on held-out real X-rays. The model is
+    # trained briefly and its samples are not filtered, which this test does not judge.
+    args = ["scenario", "medical", "--quiet", "--data", str(path), "--set", "train.steps=50"]
+    for name in ("intensity-plausibility", "memorisation", "anatomical-plausibility"):
+        args += ["--set", f"filters.{name}=off"]
     result = CliRunner().invoke(main, [*args, "--set", "evaluate.metrics=['tstr']"])
     assert result.exit_code == 0, result.output
     assert "tstr: " in result.output and "(real vs real: " in result.output

@@ -15,6 +15,18 @@ def tally() -> Counter[str]:
     return TALLY
 
 
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Under pytest-xdist a worker hands its counts to the controller, which prints them."""
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        workeroutput["aigc_tally"] = dict(TALLY)
+
+
+@pytest.hookimpl(optionalhook=True)  # a pytest-xdist hook: called on the controller
+def pytest_testnodedown(node: object, error: object) -> None:
+    TALLY.update(getattr(node, "workeroutput", {}).get("aigc_tally", {}))
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if TALLY:
         terminalreporter.section("reliability")

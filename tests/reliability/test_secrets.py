@@ -6,12 +6,8 @@ import os
 import subprocess
 import sys
 
-import pytest
 import sqlalchemy as sa
 
-POSTGRES_URL = os.environ.get(
-    "AIGC_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
 SECRET = "pw-3f9c-do-not-print"
 
 GREYS = """
@@ -49,23 +45,9 @@ def _aigc(*args: str, url: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
 
 
-@pytest.fixture
-def reachable_postgres() -> str:
-    engine = sa.create_engine(POSTGRES_URL, connect_args={"connect_timeout": 3})
-    try:
-        engine.connect().close()
-    except sa.exc.OperationalError as e:
-        if os.environ.get("CI"):
-            pytest.fail(f"PostgreSQL unreachable: {e.orig}")
-        pytest.skip("PostgreSQL unreachable; set AIGC_TEST_POSTGRES_URL")
-    finally:
-        engine.dispose()
-    return POSTGRES_URL
-
-
-def test_password_is_not_shown_by_runs_errors_or_stored(install_plugin, reachable_postgres):
+def test_password_is_not_shown_by_runs_errors_or_stored(install_plugin, postgres):
     install_plugin("greys", GREYS)
-    url = _with_password(reachable_postgres, SECRET)  # trust auth: any password works
+    url = _with_password(postgres, SECRET)  # trust auth: any password works
 
     outputs = [
         _aigc("scenario", "greys", "--quiet", url=url),
@@ -81,7 +63,7 @@ def test_password_is_not_shown_by_runs_errors_or_stored(install_plugin, reachabl
     for done in outputs:
         assert SECRET not in done.stdout + done.stderr
 
-    engine = sa.create_engine(reachable_postgres)
+    engine = sa.create_engine(postgres)
     try:
         with engine.connect() as connection:
             tables = [t for t in sa.inspect(connection).get_table_names() if t.startswith("aigc")]

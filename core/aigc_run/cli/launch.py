@@ -14,8 +14,9 @@ import uuid
 def launch(nproc: int, argv: list[str]) -> int:
     """Run ``aigc-run ARGV`` in ``nproc`` worker processes on this machine; the exit code.
 
-    Each worker is ``python -m aigc_run.cli ARGV``, as ``torchrun -m aigc_run.cli`` starts
-    them, so a worker is an ordinary CLI process that finds its ranks in its environment.
+    Each worker runs the CLI module as ``python -m aigc_run.cli ARGV`` would (as torchrun
+    starts them), so a worker is an ordinary CLI process that finds its ranks in its
+    environment.
 
     PyTorch's elastic launcher (what ``torchrun --standalone`` uses) starts them, sets their
     ranks and, when one fails, stops the others. The workers stay in this process group,
@@ -43,9 +44,10 @@ def launch(nproc: int, argv: list[str]) -> int:
         rdzv_backend="c10d",
         rdzv_endpoint="127.0.0.1:0",  # a free port on this machine
         max_restarts=0,  # a failed run is resumed with `aigc-run resume`, not restarted
+        start_method="spawn",
     )
     try:
-        elastic_launch(config, sys.executable)("-m", "aigc_run.cli", *argv)
+        elastic_launch(config, _worker)(argv)
     except ChildFailedError as e:
         rank, failure = e.get_first_failure()
         print(
@@ -57,3 +59,24 @@ def launch(nproc: int, argv: list[str]) -> int:
     except SignalException as e:
         raise KeyboardInterrupt from e
     return 0
+
+
+def _worker(argv: list[str]) -> None:
+    """One worker started by ``launch``: the same command, now with ranks in its environment.
+
+    It runs the module ``aigc_run.cli`` as a program (what ``python -m`` does) rather than
+    importing the command group: a launched worker is a CLI process like any other. A
+    function, not a new executable, keeps the workers in this process group.
+    """
+    import runpy
+    import traceback
+
+    sys.argv = ["aigc-run", *argv]
+    try:
+        runpy.run_module("aigc_run.cli", run_name="__main__", alter_sys=True)
+    except SystemExit as e:
+        if e.code:  # click exits 0 after a command that succeeded: nothing to report
+            raise
+    except Exception:  # a bug, not a user error: its traceback, as in one process
+        traceback.print_exc()
+        sys.exit(1)
