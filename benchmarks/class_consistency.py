@@ -36,7 +36,7 @@ def flag_rates(scenario_name: str, data_dir: Path) -> dict[str, float]:
     from aigc_run.data import load_dataset
     from aigc_run.evaluation.classifier import DomainClassifier
     from aigc_run.plugins import load_plugins
-    from aigc_run.run import sampling
+    from aigc_run.run import filtering
     from aigc_run.scenario import resolve
     from aigc_run.settings import Settings
 
@@ -65,7 +65,7 @@ def flag_rates(scenario_name: str, data_dir: Path) -> dict[str, float]:
     shift = torch.randint(1, len(names), labels.shape, generator=torch.Generator().manual_seed(0))
     wrong = dataclasses.replace(right, labels=(labels + shift) % len(names))
     real = pixels(held_idx)
-    (active,) = sampling.calibrate([(chosen, "auto")], real, right)
+    (active,) = filtering.calibrate([(chosen, "auto")], real, right)
     score = chosen.item.score
     fails = lambda s: ~torch.tensor([active.filter.passes(float(v), active.threshold) for v in s])  # noqa: E731
     return {

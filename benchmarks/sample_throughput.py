@@ -5,7 +5,7 @@
         [--json out.json]
 
 Two figures per batch size, images per second:
-  generator   noise -> G -> uint8, on the device (the engine: ``sampling.generate_on_device``,
+  generator   noise -> G -> uint8, on the device (the engine: ``generation.generate_on_device``,
               which draws each image's noise from (seed, index) so it can be regenerated)
   end to end  the same, filters off, written as PNG files (the engine: ``sampling.sample``
               with the png writer in worker processes; the plain loop saves each PNG in turn)
@@ -32,7 +32,7 @@ from aigc_run.contract.components import FilterContext, ModelSpec, SampleWriter
 from aigc_run.contract.images import write_png
 from aigc_run.models.gan import create
 from aigc_run.plugins import Contribution
-from aigc_run.run import sampling
+from aigc_run.run import generation, sampling
 from aigc_run.scenario import resolve
 
 CLASSES = 6
@@ -59,14 +59,14 @@ def engine_generator(model, batch: int, device: str):
 
     def step(start: int) -> torch.Tensor:
         indices = range(start, start + batch)
-        return sampling.generate_on_device(model, 1234, indices, labels, None, device)[1]
+        return generation.generate_on_device(model, 1234, indices, labels, None, device)[1]
 
     return step
 
 
 def compiled_generator(model, batch: int, device: str):
     """The engine with ``sample.compile = true``: compiled once here, before the timing."""
-    fast = sampling.Compiled(model)
+    fast = generation.Compiled(model)
     step = engine_generator(fast, batch, device)
     step(0)
     return step

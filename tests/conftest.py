@@ -1,5 +1,7 @@
-"""Shared fixtures: an isolated AIGC_HOME, plugins installed through real entry points, and
-registry URLs on SQLite and PostgreSQL.
+"""Shared fixtures: an isolated AIGC_HOME, plugins installed through real entry points,
+registry URLs on SQLite and PostgreSQL, and the reliability tally (what the tests in
+tests/reliability put the engine through, printed after the run; here, not in that
+folder, because under pytest-xdist only this conftest is loaded where the summary prints).
 
 PostgreSQL comes from AIGC_TEST_POSTGRES_URL (default: a local server with trust auth). When
 it is unreachable those tests are skipped, except under CI, where they fail.
@@ -11,6 +13,7 @@ import importlib
 import os
 import sys
 import textwrap
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -111,3 +114,33 @@ def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'nested' / 'folder' / 'runs.db'}"
     return postgres_url()
+
+
+# -- the reliability tally --------------------------------------------------------------
+
+TALLY: Counter[str] = Counter()
+
+
+@pytest.fixture
+def tally() -> Counter[str]:
+    """Add to it: ``tally["SIGKILLs survived"] += 1``."""
+    return TALLY
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Under pytest-xdist a worker hands its counts to the controller, which prints them."""
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        workeroutput["aigc_tally"] = dict(TALLY)
+
+
+@pytest.hookimpl(optionalhook=True)  # a pytest-xdist hook: called on the controller
+def pytest_testnodedown(node: object, error: object) -> None:
+    TALLY.update(getattr(node, "workeroutput", {}).get("aigc_tally", {}))
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if TALLY:
+        terminalreporter.section("reliability")
+        for what, count in sorted(TALLY.items()):
+            terminalreporter.write_line(f"{what}: {count}")

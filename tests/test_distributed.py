@@ -18,7 +18,7 @@ from safetensors.torch import load_file
 from aigc_run import ModelSpec
 from aigc_run.models import vae
 from aigc_run.registry import Registry
-from aigc_run.run.sampling import generate
+from aigc_run.run.generation import generate
 from aigc_run.run.training import step_seed
 from aigc_run.settings import Settings
 

@@ -13,7 +13,7 @@ from aigc_run import FilterContext, ModelSpec, SampleWriter
 from aigc_run.contract.images import write_png
 from aigc_run.models.gan import create
 from aigc_run.plugins import Contribution
-from aigc_run.run import sampling
+from aigc_run.run import generation, sampling
 from aigc_run.scenario import resolve
 
 
@@ -33,16 +33,16 @@ def _sample(model, count: int, folder: Path, **sample: object) -> sampling.Sampl
 
 def test_an_auto_batch_is_the_largest_power_of_two_in_half_the_free_memory():
     gib = 2**30
-    assert sampling.batch_for_memory(8 * gib, gib / 1000) == 2048  # 4,096 fit; 2^11 <= that
-    assert sampling.batch_for_memory(8 * gib, gib / 1024) == 4096  # exactly a power of two
-    assert sampling.batch_for_memory(100 * gib, 1000) == 65536  # capped
-    assert sampling.batch_for_memory(gib, 4 * gib) == 1  # not even one: try one, fail clearly
+    assert generation.batch_for_memory(8 * gib, gib / 1000) == 2048  # 4,096 fit; 2^11 <= that
+    assert generation.batch_for_memory(8 * gib, gib / 1024) == 4096  # exactly a power of two
+    assert generation.batch_for_memory(100 * gib, 1000) == 65536  # capped
+    assert generation.batch_for_memory(gib, 4 * gib) == 1  # not even one: try one, fail clearly
 
 
 def test_auto_batch_on_a_cpu_is_the_documented_default():
     model = create(ModelSpec(3, 16, 2, True, {"width": 8, "latent_dim": 8}, {}, "cpu"))
-    assert sampling.pick_batch_size(model, "auto", "cpu") == sampling.AUTO_BATCH
-    assert sampling.pick_batch_size(model, 12, "cpu") == 12
+    assert generation.pick_batch_size(model, "auto", "cpu") == generation.AUTO_BATCH
+    assert generation.pick_batch_size(model, 12, "cpu") == 12
 
 
 def test_a_large_run_keeps_only_the_contact_sheets_images_in_memory(tmp_path: Path):

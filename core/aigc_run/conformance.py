@@ -269,7 +269,7 @@ class _Checker:
     def quality_filter(self, qf: QualityFilter) -> None:
         import torch
 
-        from aigc_run.run.sampling import score_filter
+        from aigc_run.run.filtering import score_filter
 
         for channels in self.channels():
             images, context = _random_batch(channels, self.class_names())

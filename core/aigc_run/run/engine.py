@@ -70,10 +70,10 @@ def run_scenario(
         setup.lookup(plugins, METRICS, name, "evaluate.metrics")
         for name in scenario.evaluate.metrics
     ]
-    from aigc_run.run import evaluation, sampling
+    from aigc_run.run import evaluation, filtering, sampling
 
     evaluation.check_ready(scenario)
-    chosen_filters = sampling.resolve_filters(plugins, scenario)
+    chosen_filters = filtering.resolve_filters(plugins, scenario)
     device = dist.local_device(setup.pick_device(scenario.train.device))
     if not dist.current().main:  # only rank 0 records, samples and reports
         from aigc_run.run.follower import follow
@@ -129,7 +129,7 @@ def run_scenario(
         reference = setup.reference_context(dataset, train_idx, device, settings.cache_dir)
         real = setup.as_float(dataset, held_idx, device)
         held_context = setup.for_batch(reference, setup.labels_of(dataset, held_idx, device))
-        filters = sampling.calibrate(chosen_filters, real, held_context, scenario.sample)
+        filters = filtering.calibrate(chosen_filters, real, held_context, scenario.sample)
         for f in filters:
             registry.add_evaluation(run_id, f"threshold:{f.name}", f.threshold, checkpoint.id)
             say(

@@ -14,7 +14,7 @@ from aigc_run import dist
 from aigc_run.contract.components import ModelFamily, RunInfo, SampleWriter
 from aigc_run.data import load_dataset
 from aigc_run.plugins import Contribution, Plugins
-from aigc_run.run import sampling, setup
+from aigc_run.run import filtering, sampling, setup
 from aigc_run.run.training import train
 from aigc_run.scenario import Scenario
 from aigc_run.settings import Settings
@@ -48,8 +48,8 @@ def follow(
         return
     output_dir, thresholds = shared
     filters = [
-        sampling.ActiveFilter(c.plugin, c.item, thresholds[c.item.name])
-        for c, _ in sampling.resolve_filters(plugins, scenario)
+        filtering.ActiveFilter(c.plugin, c.item, thresholds[c.item.name])
+        for c, _ in filtering.resolve_filters(plugins, scenario)
         if c.item.name in thresholds
     ]
     reference = setup.reference_context(dataset, train_idx, device, settings.cache_dir)

@@ -107,7 +107,7 @@ def sample_more(
     folder: Path,
 ) -> Any:
     """``count`` samples that pass the run's filters, written to ``folder`` with a manifest."""
-    from aigc_run.run import sampling
+    from aigc_run.run import filtering, sampling
 
     if folder.exists() and any(folder.iterdir()):
         raise ConfigError(f"{folder} is not empty", "choose a new or empty folder with --out")
@@ -116,10 +116,10 @@ def sample_more(
     )
     writer = setup.lookup(plugins, WRITERS, scenario.output.writer, "output.writer")
     filters = [
-        sampling.ActiveFilter(
+        filtering.ActiveFilter(
             c.plugin, c.item, trained.thresholds.get(c.item.name, c.item.threshold)
         )
-        for c, _ in sampling.resolve_filters(plugins, scenario)
+        for c, _ in filtering.resolve_filters(plugins, scenario)
     ]
     return sampling.sample(
         trained.model,
@@ -138,7 +138,8 @@ def regenerate(trained: Trained, indices: Sequence[int], seed: int, folder: Path
     import torch
 
     from aigc_run.contract.images import write_png
-    from aigc_run.run.sampling import generate, safe_names
+    from aigc_run.run.generation import generate
+    from aigc_run.run.sampling import safe_names
 
     classes = max(len(trained.class_names), 1)
     labels = torch.tensor([i % classes for i in indices], dtype=torch.int64)

@@ -1,4 +1,5 @@
-"""Seeded sampling, quality filters, writing and the manifest.
+"""The sampling loop: seeded batches through the quality filters to the writer, the
+manifest and the registry; and the contact sheet.
 
 Sample ``index`` of a run is generated from its own noise, a function of
 ``(sample.seed, index)`` alone (``noise.noise_for``), and asks for class
@@ -9,51 +10,33 @@ their reason, never dropped.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import math
 import re
-import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import torch
 
 from aigc_run import faults
-from aigc_run.contract.components import (
-    FilterContext,
-    FilteredBatch,
-    GenerativeModel,
-    QualityFilter,
-    SampleWriter,
+from aigc_run.contract.components import FilterContext, FilteredBatch, GenerativeModel, SampleWriter
+from aigc_run.plugins import Contribution
+from aigc_run.run.filtering import ActiveFilter, Rejection, decide, describe_rejections, score_all
+from aigc_run.run.generation import (
+    AUTO_BATCH,
+    Compiled,
+    generate_on_device,
+    pick_batch_size,
+    to_host,
 )
-from aigc_run.contract.errors import ConfigError, PluginError
-from aigc_run.contract.kinds import FILTERS
-from aigc_run.noise import Scheme, noise_for
-from aigc_run.plugins import Contribution, Plugins
-from aigc_run.scenario import SampleConfig, Scenario
+from aigc_run.run.manifest import Manifest
+from aigc_run.scenario import Scenario
 from aigc_run.writing import Group, Writers, pool_size
 
-AUTO_PASS_RATE = 0.9  # "auto" loosens a threshold until this share of held-out real images pass
 SHEET_PER_CLASS = 64  # accepted images kept in memory per class, for the contact sheet
-#: sample.batch_size = "auto" on a CPU, and in a distributed run the block of indices dealt
-#: to each process in turn whatever batch each one picks, so the ranks never overlap.
-AUTO_BATCH = 256
-MEMORY_SHARE = 0.5  # of the free device memory that an "auto" batch may take
-
-
-@dataclass(frozen=True)
-class ActiveFilter:
-    plugin: str
-    filter: QualityFilter
-    threshold: float
-
-    @property
-    def name(self) -> str:
-        return self.filter.name
 
 
 @dataclass
@@ -79,117 +62,6 @@ class SamplingResult:
             self.accepted_labels.append(labels[chosen])
 
 
-def resolve_filters(
-    plugins: Plugins, scenario: Scenario
-) -> list[tuple[Contribution[QualityFilter], Any]]:
-    known = plugins.contributions(FILTERS)
-    chosen = []
-    for name, threshold in scenario.filters.items():
-        if name not in known:
-            raise ConfigError(
-                f"filters.{name}: no quality filter named {name!r}",
-                f"installed filters: {', '.join(sorted(known)) or 'none'}",
-            )
-        if threshold != "off":
-            chosen.append((known[name], threshold))
-    return chosen
-
-
-def calibrate(
-    chosen: Sequence[tuple[Contribution[QualityFilter], Any]],
-    real: torch.Tensor,
-    context: FilterContext,
-    cfg: SampleConfig | None = None,
-) -> list[ActiveFilter]:
-    """Fix each threshold; "auto" takes the default, loosened to what real images meet.
-
-    With ``cfg.on_filter_error = "skip"`` a filter failing here keeps its default threshold;
-    sampling then meets the same failure, drops the filter and reports why.
-    """
-    active = []
-    for contribution, setting in chosen:
-        qf = contribution.item
-        if setting != "auto":
-            active.append(ActiveFilter(contribution.plugin, qf, float(setting)))
-            continue
-        threshold = qf.threshold
-        if len(real):
-            timeout = cfg.filter_timeout if cfg else None
-            try:
-                scores = score_filter(contribution.plugin, qf, real, context, timeout).double()
-            except PluginError:
-                if cfg is None or cfg.on_filter_error == "fail":
-                    raise
-                active.append(ActiveFilter(contribution.plugin, qf, threshold))
-                continue
-            if qf.higher_is_better:
-                threshold = min(threshold, torch.quantile(scores, 1 - AUTO_PASS_RATE).item())
-            else:
-                threshold = max(threshold, torch.quantile(scores, AUTO_PASS_RATE).item())
-        active.append(ActiveFilter(contribution.plugin, qf, threshold))
-    return active
-
-
-def score_filter(
-    plugin: str,
-    qf: QualityFilter,
-    images: torch.Tensor,
-    context: FilterContext,
-    timeout: float | None = None,
-) -> torch.Tensor:
-    """The filter's scores, checked: a raise, a hang past ``timeout`` s or junk is a PluginError."""
-    where = f"quality filter {qf.name!r}"
-    hint = (
-        f"fix or update plugin {plugin!r}, turn the filter off with --set filters.{qf.name}=off,"
-        " or let runs go on without it with --set sample.on_filter_error=skip"
-    )
-    try:
-        scores = _call_with_timeout(lambda: qf.score(images, context), timeout)
-    except TimeoutError:
-        raise PluginError(
-            plugin, where, f"took longer than {timeout:g} s (sample.filter_timeout)", hint
-        ) from None
-    except Exception as e:
-        raise PluginError(plugin, where, f"{type(e).__name__}: {e}", hint) from e
-    if not isinstance(scores, torch.Tensor) or scores.shape != (len(images),):
-        shape = tuple(scores.shape) if isinstance(scores, torch.Tensor) else type(scores).__name__
-        raise PluginError(
-            plugin,
-            where,
-            f"returned {shape} for {len(images)} images, not a tensor of shape ({len(images)},)",
-            hint,
-        )
-    if not torch.isfinite(scores).all():
-        raise PluginError(plugin, where, "returned NaN or infinite scores", hint)
-    return scores.float().cpu()
-
-
-def _call_with_timeout(call: Callable[[], Any], timeout: float | None) -> Any:
-    """``call()`` in a daemon thread, abandoned after ``timeout`` s.
-
-    Python cannot kill a thread, but a hung plugin left behind in a daemon thread no longer
-    holds up the run, and does not keep the process alive at exit.
-    """
-    if timeout is None:
-        return call()
-    outcome: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            outcome["value"] = call()
-        except BaseException as e:  # handed back to the caller's thread
-            outcome["error"] = e
-
-    worker = threading.Thread(target=target, name="aigc-filter", daemon=True)
-    worker.start()
-    worker.join(timeout)
-    if worker.is_alive():
-        raise TimeoutError
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome["value"]
-
-
 def safe_names(class_names: Sequence[str]) -> list[str]:
     """Class names made safe as folder names: they come from data, never trusted as paths."""
     safe: list[str] = []
@@ -197,114 +69,6 @@ def safe_names(class_names: Sequence[str]) -> list[str]:
         cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", name).lstrip("._")[:64] or f"class_{i}"
         safe.append(cleaned if cleaned not in safe else f"{cleaned}_{i}")
     return safe
-
-
-def generate(
-    model: GenerativeModel,
-    seed: int,
-    indices: Sequence[int],
-    labels: torch.Tensor,
-    truncation: float | None,
-    device: str,
-    scheme: Scheme = "counter",
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Samples ``indices`` as float images in [0, 1] on the device, and as uint8 on the CPU."""
-    images, pixels = generate_on_device(model, seed, indices, labels, truncation, device, scheme)
-    return images, to_host(pixels).wait()
-
-
-def generate_on_device(
-    model: GenerativeModel,
-    seed: int,
-    indices: Sequence[int],
-    labels: torch.Tensor,
-    truncation: float | None,
-    device: str,
-    scheme: Scheme = "counter",
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Samples ``indices`` as float images in [0, 1] and as uint8, both on the device.
-
-    The noise is drawn on the device and the conversion to uint8 happens there, so only a
-    quarter of the bytes cross to the host. bf16 autocast on CUDA: the generator's output
-    is rounded to 8 bits anyway.
-    """
-    noise = noise_for(seed, indices, model.latent_dim, truncation, device, scheme)
-    cuda = device.startswith("cuda")
-    with torch.inference_mode(), torch.autocast("cuda", torch.bfloat16, enabled=cuda):
-        images = model.generate(noise, labels.to(device)).float().clamp_(-1, 1).add_(1).div_(2)
-        pixels = images.mul(255).round_().to(torch.uint8)  # N x C x H x W
-    return images, pixels
-
-
-@dataclass
-class HostCopy:
-    """Pixels on their way to the host; ``wait()`` returns them once they have arrived."""
-
-    pixels: torch.Tensor
-    arrived: Any = None  # a torch.cuda.Event while the copy is in flight
-
-    def wait(self) -> torch.Tensor:
-        if self.arrived is not None:
-            self.arrived.synchronize()
-        return self.pixels
-
-
-def to_host(pixels: torch.Tensor) -> HostCopy:
-    """Start copying device pixels to the CPU. On CUDA the copy runs on a side stream into
-    pinned memory, so the filters score the batch on the device while its pixels travel."""
-    if pixels.device.type != "cuda":
-        return HostCopy(pixels.cpu())
-    compute = torch.cuda.current_stream(pixels.device)
-    stream = _copy_streams.setdefault(pixels.device, torch.cuda.Stream(pixels.device))
-    stream.wait_stream(compute)  # the pixels are computed before they are read
-    host = torch.empty(pixels.shape, dtype=pixels.dtype, pin_memory=True)
-    with torch.cuda.stream(stream):
-        host.copy_(pixels, non_blocking=True)
-        arrived = torch.cuda.Event()
-        arrived.record(stream)
-    pixels.record_stream(stream)  # the allocator keeps them until the copy has read them
-    return HostCopy(host, arrived)
-
-
-_copy_streams: dict[torch.device, Any] = {}
-
-
-class Compiled:
-    """The model with ``generate`` through torch.compile (``sample.compile = true``).
-
-    Worth it for long runs: compiling takes tens of seconds, then the generator's small
-    kernels are fused. Compiled kernels round differently from eager ones, so an image
-    regenerated later (eagerly) can differ from the written one by a grey level.
-    """
-
-    def __init__(self, model: GenerativeModel) -> None:
-        self.latent_dim = model.latent_dim
-        self.generate = torch.compile(model.generate)
-
-
-def pick_batch_size(model: GenerativeModel, setting: int | str, device: str) -> int:
-    """``sample.batch_size``; for "auto", AUTO_BATCH on a CPU and on CUDA the largest power
-    of two whose generation fits in MEMORY_SHARE of the free memory, measured on a probe."""
-    if setting != "auto":
-        return int(setting)
-    if not device.startswith("cuda"):
-        return AUTO_BATCH
-    probe = 64
-    torch.cuda.synchronize(device)
-    before = torch.cuda.memory_allocated(device)
-    torch.cuda.reset_peak_memory_stats(device)
-    labels = torch.zeros(probe, dtype=torch.int64)
-    generate_on_device(model, 0, range(probe), labels, None, device)
-    per_image = (torch.cuda.max_memory_allocated(device) - before) / probe
-    free, _ = torch.cuda.mem_get_info(device)
-    return batch_for_memory(free, per_image)
-
-
-def batch_for_memory(free_bytes: float, bytes_per_image: float, cap: int = 65536) -> int:
-    """The largest power of two, at most ``cap``, whose images take at most MEMORY_SHARE of
-    ``free_bytes``; 1 when even one image does not fit (and the first batch runs out of memory)."""
-    fits = int(free_bytes * MEMORY_SHARE / max(bytes_per_image, 1.0))
-    return min(cap, 1 << max(fits.bit_length() - 1, 0))
 
 
 def sample(
@@ -339,7 +103,7 @@ def sample(
     result = SamplingResult()
     filters = list(filters)  # a failing filter may be dropped (sample.on_filter_error)
     name = "manifest.csv" if rank == 0 else f"manifest.part-{rank}.csv"
-    manifest = _Manifest(out_dir / name, {f.name: f.threshold for f in filters})
+    manifest = Manifest(out_dir / name, {f.name: f.threshold for f in filters})
     writers = Writers(writer, pool_size(scenario.output.write_processes, count))
     try:
         while result.accepted < count and result.generated < count * cfg.max_tries:
@@ -352,8 +116,8 @@ def sample(
             copy = to_host(on_device)  # travels while the filters score the batch
             context = dataclasses.replace(reference, labels=labels.to(device))
             with torch.inference_mode():
-                scores = _score_all(filters, images, context, cfg, result.skipped_filters)
-            rejections = _decide(filters, scores, size)
+                scores = score_all(filters, images, context, cfg, result.skipped_filters)
+            rejections = decide(filters, scores, size)
             accepted = [not failed for failed in rejections]
             keep = torch.tensor(accepted, dtype=torch.bool)
             pixels = copy.wait()
@@ -365,9 +129,7 @@ def sample(
                     name = rejection.filter
                     result.rejected_by[name] = result.rejected_by.get(name, 0) + 1
             thresholds = {f.name: f.threshold for f in filters if f.name in scores}
-            batch = _Batch(
-                cfg.seed, indices, labels, scores, thresholds, rejections, class_names
-            )
+            batch = _Batch(cfg.seed, indices, labels, scores, thresholds, rejections, class_names)
             groups, slots = _groups(
                 pixels, indices, labels, folders, accepted, scenario.output.keep_rejected
             )
@@ -431,7 +193,7 @@ def _groups(
 def _written(
     batch: _Batch,
     slots: list[tuple[str, list[int]]],
-    manifest: _Manifest,
+    manifest: Manifest,
     on_batch: Callable[[FilteredBatch, list[dict[str, Any]]], None],
     written: list[list[str]],
 ) -> None:
@@ -470,111 +232,6 @@ def _written(
         ),
         rows,
     )
-
-
-def _score_all(
-    filters: list[ActiveFilter],
-    images: torch.Tensor,
-    context: FilterContext,
-    cfg: Any,
-    skipped: dict[str, str],
-) -> dict[str, torch.Tensor]:
-    """Every filter's scores; with ``on_filter_error = "skip"`` a failing one is dropped."""
-    scores = {}
-    for f in list(filters):
-        try:
-            scores[f.name] = score_filter(f.plugin, f.filter, images, context, cfg.filter_timeout)
-        except PluginError as e:
-            if cfg.on_filter_error == "fail":
-                raise
-            filters.remove(f)
-            skipped[f.name] = str(e.message)
-    return scores
-
-
-class Rejection(NamedTuple):
-    """A quality filter that rejected a sample: its score and the threshold it missed."""
-
-    filter: str
-    score: float
-    threshold: float
-    higher_is_better: bool  # so it failed by scoring below the threshold (or else above)
-
-
-def _decide(
-    filters: Sequence[ActiveFilter], scores: dict[str, torch.Tensor], size: int
-) -> list[list[Rejection]]:
-    """For each sample, the filters it failed (none: accepted)."""
-    rejections: list[list[Rejection]] = [[] for _ in range(size)]
-    for f in filters:
-        if f.name not in scores:
-            continue
-        for k, value in enumerate(scores[f.name].tolist()):
-            if not f.filter.passes(value, f.threshold):
-                rejections[k].append(
-                    Rejection(f.name, value, f.threshold, f.filter.higher_is_better)
-                )
-    return rejections
-
-
-def describe_rejections(rejections: Sequence[Rejection]) -> str:
-    """For people: ``"near-duplicate 0.0175 < 0.02; ..."`` ("" when accepted)."""
-    return "; ".join(
-        f"{r.filter} {r.score:.4g} {'<' if r.higher_is_better else '>'} {r.threshold:.4g}"
-        for r in rejections
-    )
-
-
-class _Manifest:
-    """manifest.csv, appended batch by batch and flushed, so a crash keeps what was written.
-
-    Per sample: its file, class, seed and index, whether it was kept, why not (for people),
-    each filter's score, and the filters that rejected it (names, ";"-separated); each
-    filter's threshold is a column too, so a row says everything about its decision.
-    """
-
-    def __init__(self, path: Path, thresholds: dict[str, float]) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.thresholds = thresholds
-        self.file = path.open("w", newline="")
-        self.writer = csv.writer(self.file)
-        self.writer.writerow(
-            [
-                "file",
-                "class",
-                "seed",
-                "index",
-                "accepted",
-                "reason",
-                *(f"score:{n}" for n in thresholds),
-                "rejected_by",
-                *(f"threshold:{n}" for n in thresholds),
-            ]
-        )
-
-    def append(self, rows: list[dict[str, Any]]) -> None:
-        for r in rows:
-            self.writer.writerow(
-                [
-                    r["file"],
-                    r["label"],
-                    r["seed"],
-                    r["index"],
-                    int(r["accepted"]),
-                    r["reason"],
-                    *(_number(r["scores"].get(n)) for n in self.thresholds),
-                    ";".join(name for name, _, _ in r["rejections"]),
-                    *(_number(t) for t in self.thresholds.values()),
-                ]
-            )
-        self.file.flush()
-
-    def close(self) -> None:
-        self.file.close()
-
-
-def _number(value: float | None) -> str:
-    return "" if value is None else f"{value:.6g}"  # blank: the filter was skipped
 
 
 def contact_sheet(
