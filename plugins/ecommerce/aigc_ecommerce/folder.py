@@ -36,9 +36,10 @@ from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
-from typing import Any
+from typing import Annotated, Any
 
 from PIL import Image, ImageOps
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from aigc_ecommerce import tables
 from aigc_run import ConfigError, DataError, Sample, Skipped
@@ -110,54 +111,65 @@ class FolderOptions:
         return ""
 
 
+class _OptionsSchema(BaseModel):
+    """``data.options`` for a folder of photos, as a scenario writes them (strict types:
+    a string where a list belongs is an error, not a list of letters)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    csv: str | None = None
+    image_column: str | None = None
+    label_column: str | None = None
+    image_dir: str | None = None
+    exclude_labels: list[str] = Field(default_factory=lambda: list(DEFAULT_EXCLUDE_LABELS))
+    max_per_class: Annotated[int, Field(ge=1)] | None = None
+    category_level: int | None = None
+    classes: Annotated[list[str], Field(min_length=1)] | None = None
+
+
+#: What to do about a bad value, by option.
+_HINTS = {
+    "classes": 'e.g. classes = ["Shoes", "Pants"]; leave it out to keep every label',
+    "exclude_labels": 'e.g. exclude_labels = ["Other"], or [] to keep every label',
+    "category_level": "0 is the top level of 'Apparel > Shoes > Sneakers', -1 the last",
+    "max_per_class": "an integer >= 1, e.g. max_per_class = 500",
+}
+
+
 def parse_options(options: Mapping[str, Any], known_extra: Iterable[str] = ()) -> FolderOptions:
-    """Check ``data.options`` for the folder loader; a wrong one is a ConfigError with its path."""
-    known = {"csv", "image_column", "label_column", "image_dir", "exclude_labels", "max_per_class",
-             "category_level", "classes"}  # fmt: skip
-    unknown = sorted(set(options) - known - set(known_extra))
-    if unknown:
-        raise ConfigError(
-            f"data.options: unknown option(s) {', '.join(map(repr, unknown))} "
-            "for the dataset source 'products'",
-            f"the options are: {', '.join(sorted(known | set(known_extra)))}",
+    """Check ``data.options`` for the folder loader; a wrong one is a ConfigError with its path.
+
+    ``known_extra`` are options another part of the source reads (the demo's demo_count).
+    """
+    extra = set(known_extra)
+    try:
+        checked = _OptionsSchema.model_validate(
+            {k: v for k, v in options.items() if k not in extra}
         )
-    classes = options.get("classes")
-    if classes is not None and (
-        isinstance(classes, str) or not classes or not all(isinstance(x, str) for x in classes)
-    ):
+    except ValidationError as e:
+        problem = e.errors()[0]
+        key = str(problem["loc"][0])
+        if problem["type"] == "extra_forbidden":
+            known = sorted(set(_OptionsSchema.model_fields) | extra)
+            raise ConfigError(
+                f"data.options: unknown option {key!r} for the dataset source 'products'",
+                f"the options are: {', '.join(known)}",
+            ) from None
         raise ConfigError(
-            f"data.options.classes: must be a non-empty list of label names (got {classes!r})",
-            'e.g. classes = ["Shoes", "Pants"]; leave it out to keep every label',
-        )
-    for key in ("csv", "image_column", "label_column", "image_dir"):
-        if options.get(key) is not None and not isinstance(options[key], str):
-            raise ConfigError(f"data.options.{key}: must be a string (got {options[key]!r})")
-    exclude = options.get("exclude_labels", DEFAULT_EXCLUDE_LABELS)
-    if isinstance(exclude, str) or not all(isinstance(x, str) for x in exclude):
-        raise ConfigError(
-            f"data.options.exclude_labels: must be a list of label names (got {exclude!r})",
-            'e.g. exclude_labels = ["Other"], or [] to keep every label',
-        )
-    cap = options.get("max_per_class")
-    if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 1):
-        raise ConfigError(f"data.options.max_per_class: must be an integer >= 1 (got {cap!r})")
-    level = options.get("category_level")
-    if level is not None and (isinstance(level, bool) or not isinstance(level, int)):
-        raise ConfigError(
-            f"data.options.category_level: must be an integer (got {level!r})",
-            "0 is the top level of 'Apparel > Shoes > Sneakers', -1 the last",
-        )
+            f"data.options.{key}: {problem['msg'].lower()} (got {options[key]!r})",
+            _HINTS.get(key, "see the options in the scenario file's comments"),
+        ) from None
     return FolderOptions(
-        csv=options.get("csv"),
-        image_column=options.get("image_column"),
-        label_column=options.get("label_column"),
-        image_dir=options.get("image_dir"),
-        exclude_labels=frozenset(tables.clean_label(x) for x in exclude),
-        max_per_class=cap,
-        category_level=level,
+        csv=checked.csv,
+        image_column=checked.image_column,
+        label_column=checked.label_column,
+        image_dir=checked.image_dir,
+        exclude_labels=frozenset(tables.clean_label(x) for x in checked.exclude_labels),
+        max_per_class=checked.max_per_class,
+        category_level=checked.category_level,
         classes=None
-        if classes is None
-        else frozenset(tables.clean_label(x).casefold() for x in classes),
+        if checked.classes is None
+        else frozenset(tables.clean_label(x).casefold() for x in checked.classes),
     )
 
 
