@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import pluggy
 
-from aigc_run import __version__, builtin
+from aigc_run import __version__, builtin, interrupts
 from aigc_run.contract import hookspecs
 from aigc_run.contract.components import FilteredBatch, RunInfo
 from aigc_run.contract.errors import PluginError, describe
@@ -107,8 +107,10 @@ class Plugins:
         results = []
         for impl in reversed(getattr(self.manager.hook, hook).get_hookimpls()):
             try:
-                # pluggy lets an implementation take fewer arguments than the spec.
-                returned = impl.function(**{name: kwargs[name] for name in impl.argnames})
+                # pluggy lets an implementation take fewer arguments than the spec; Ctrl-C
+                # waits for the hook to return, so no plugin is left half way (interrupts.py).
+                with interrupts.deferred():
+                    returned = impl.function(**{name: kwargs[name] for name in impl.argnames})
             except Exception as e:
                 failure = PluginError(impl.plugin_name, hook, f"raised {describe(e)}")
                 if errors is None:

@@ -28,7 +28,7 @@ import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session
 
-from aigc_run import faults
+from aigc_run import faults, interrupts
 from aigc_run.contract.errors import RegistryError
 from aigc_run.registry.records import (
     CheckpointInfo,
@@ -528,7 +528,8 @@ class Registry:
     def _session(self) -> Iterator[Session]:
         """One short transaction; a database failure becomes a RegistryError."""
         try:
-            with Session(self.engine) as s, s.begin():
+            # Ctrl-C waits for the transaction to end: never a lock left held (interrupts.py)
+            with interrupts.deferred(), Session(self.engine) as s, s.begin():
                 writes = self._writes
                 yield s
                 s.flush()  # what the commit does first; explicit so the fault point sees it
