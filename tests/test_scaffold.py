@@ -84,6 +84,21 @@ def test_scaffold_writes_a_complete_package(tmp_path):
     assert "$" not in "".join(p.read_text() for p in written)
 
 
+def test_a_scaffolded_plugin_passes_ruff_as_its_author_runs_it(tmp_path):
+    # In the author's own folder, with the ruff settings the scaffold writes: aigc_run is a
+    # third-party package there and the plugin's the first-party one, and imports sort so.
+    _, folder, _ = new_plugin("weave", tmp_path / "aigc-weave")
+    ruff = Path(sys.executable).parent / "ruff"
+    result = subprocess.run(
+        [str(ruff), "check", "."],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_scaffold_never_writes_into_a_folder_that_has_files(tmp_path):
     target = tmp_path / "mine"
     target.mkdir()
