@@ -58,6 +58,11 @@ _armed = _parse(os.environ.get(VARIABLE, ""))
 _reached = 0  # times this process reached the armed point
 
 
+def armed(name: str) -> bool:
+    """Whether ``AIGC_FAULT`` names point ``name`` (for a point that costs work to find)."""
+    return _armed is not None and _armed[0] == name
+
+
 def point(name: str) -> None:
     """Kill this process with SIGKILL if ``AIGC_FAULT`` names this visit of ``name``."""
     global _reached

@@ -107,10 +107,9 @@ class Plugins:
         results = []
         for impl in reversed(getattr(self.manager.hook, hook).get_hookimpls()):
             try:
-                # pluggy lets an implementation take fewer arguments than the spec; Ctrl-C
-                # waits for the hook to return, so no plugin is left half way (interrupts.py).
+                # Ctrl-C waits for the hook to return: no plugin is left half way.
                 with interrupts.deferred():
-                    returned = impl.function(**{name: kwargs[name] for name in impl.argnames})
+                    returned = _call(impl, kwargs)
             except Exception as e:
                 failure = PluginError(impl.plugin_name, hook, f"raised {describe(e)}")
                 if errors is None:
@@ -126,7 +125,7 @@ class Plugins:
         (impl,) = [
             i for i in getattr(self.manager.hook, hook).get_hookimpls() if i.plugin_name == name
         ]
-        return impl.function(**{arg: kwargs[arg] for arg in impl.argnames})
+        return _call(impl, kwargs)
 
     # -- contributions ------------------------------------------------------------------
 
@@ -223,3 +222,8 @@ def engine_requirement(dist: Distribution) -> Requirement | None:
             continue  # only for an optional extra of the plugin
         return requirement
     return None
+
+
+def _call(impl: pluggy.HookImpl, kwargs: dict[str, Any]) -> Any:
+    # pluggy lets an implementation take fewer arguments than the spec: pass only those.
+    return impl.function(**{name: kwargs[name] for name in impl.argnames})

@@ -203,14 +203,16 @@ def _written(
         for k, name in zip(chosen, names, strict=True):
             files[k] = f"{top}/{name}"
     names_of = batch.class_names
+    accepted = batch.accepted
+    reasons = [describe_rejections(failed) for failed in batch.rejections]  # for people
     rows = [
         {
             "file": files[k],
             "label": names_of[batch.labels[k]] if names_of else "",
             "seed": batch.seed,
             "index": batch.indices[k],
-            "accepted": batch.accepted[k],
-            "reason": describe_rejections(batch.rejections[k]),
+            "accepted": accepted[k],
+            "reason": reasons[k],
             "rejections": [(r.filter, r.score, r.threshold) for r in batch.rejections[k]],
             "scores": {n: float(s[k]) for n, s in batch.scores.items()},
         }
@@ -224,8 +226,8 @@ def _written(
             batch.indices,
             [str(r["label"]) for r in rows],
             {n: s.tolist() for n, s in batch.scores.items()},
-            batch.accepted,
-            [describe_rejections(failed) for failed in batch.rejections],
+            accepted,
+            reasons,
             files,
             batch.thresholds,
             [[r.filter for r in failed] for failed in batch.rejections],
