@@ -1,30 +1,33 @@
-"""Quality per minute: the scenario's default recipe against the canonical DCGAN recipe.
+"""Quality per minute: the scenario's recipe against the canonical DCGAN and a class-
+conditional DCGAN, trained side by side at the same time, over several seeds.
 
-Both train on the same images (the scenario's own loading and preprocessing, at 32x32)
-for the same wall-clock budget, one after the other in this process, then both are
-scored with the same feature networks (the domain network trained on the data, and the
-standard Inception network unless --inception-samples 0) and the same number of samples.
-Inception runs at about 6 images per second on a 2-core CPU, so it scores the first
---inception-samples (default 2000) of each set. FID on n images is biased upward by about
-c/n, by a similar amount for both recipes, which pulls their ratio towards 1: the JSON
-also gives the FID on the first 1000 (as runs before scored) and the unbiased KID in the
-same feature space. Compare ratios, not figures with published tables (those use 50,000
-images). Writes JSON with both recipes' scores, their ratios (scenario / DCGAN: below 1
-means the scenario recipe wins), the steps each did and the budget.
+    python benchmarks/quality_vs_dcgan.py --data clothing --image-size 64 --minutes 20
+    python benchmarks/quality_vs_dcgan.py --data pneumoniamnist --minutes 20 --seeds 0,1,2
 
-    python benchmarks/quality_vs_dcgan.py --data clothing --minutes 10 --out clothing.json
-    python benchmarks/quality_vs_dcgan.py --data pneumoniamnist --minutes 10
+Protocol. For each seed the three arms run at the same time, each in its own process with
+one thread (``--threads``), for the same wall-clock budget, so a slower or busier machine
+slows all of them alike and their ratio holds. Each arm records its steps, images seen,
+CPU seconds and the load average it saw. The arms (the baselines are in dcgan.py):
+  scenario    the scenario file's recipe at --image-size (its [sizes.N] block applies),
+              through the engine's own training loop
+  dcgan       pytorch/examples' DCGAN at --image-size, unconditional
+  dcgan-cond  the same layers told the class (embedding in G, projection in D)
+Every arm draws --samples images whose classes follow the real data's proportions (the
+unconditional DCGAN cannot be told a class; its samples are scored as they come). They
+are scored against --samples real images: domain FID (the evaluation's domain network,
+trained on the data), Inception FID and KID (the standard TF-Inception network) on the
+first --inception-samples. DCGAN's samples are drawn two ways, with batch norm's running
+statistics and with each batch's own (as the example draws them); the better by domain
+FID is scored, so the baseline is at its best. Ratios are scenario / baseline, per seed:
+below 1 the scenario recipe wins. The record gives each arm's and each ratio's median and
+spread (min, max) over the seeds.
 
-The canonical recipe is the one of pytorch/examples' dcgan, written out here for 32 px
-(three up-sampling blocks instead of four): transposed-conv generator and strided-conv
-discriminator of the same width (64), batch norm, BCE loss, Adam lr 2e-4, betas
-(0.5, 0.999), batch 64, unconditional, N(0, 0.02) init. The discriminator ends in a logit
-scored with BCEWithLogitsLoss: the example's Sigmoid + BCELoss, computed stably. Its
-samples are scored twice, with batch norm's running statistics and with each batch's own
-(as the example draws them), and each FID takes the better of the two.
+Equal images seen, beside equal wall clock: every --milestone images each arm keeps a
+snapshot; the largest milestone every arm reached in a seed is scored the same way.
 
-Timing figures need a quiet machine: other processes on the same cores shrink both
-budgets unevenly.
+Writes benchmarks/results/quality_vs_dcgan-<data>-<size>.json (``--results`` elsewhere).
+FID on n images is biased upward by about c/n for every arm, which pulls ratios towards 1;
+KID is unbiased. Compare ratios, not figures with published tables (50,000 images).
 """
 
 from __future__ import annotations
@@ -35,7 +38,11 @@ import hashlib
 import json
 import math
 import os
+import statistics
+import subprocess
+import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -44,17 +51,19 @@ from typing import Any
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
-from torch import nn
-from torch.nn import functional as F
-
-from aigc_run.contract.kinds import MODEL_FAMILIES
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))  # run as a script or loaded by a test
+
+import dcgan  # noqa: E402
+from records import RESULTS, write_record  # noqa: E402
+
 DATASETS = {  # --data name -> (scenario, path under the data folder)
     "clothing": ("ecommerce", "clothing"),
     "pneumoniamnist": ("medical", "pneumoniamnist/pneumoniamnist.npz"),
 }
-IMAGE_SIZE = 32
+ARMS = ("scenario", "dcgan", "dcgan-cond")
+BASELINES = ("dcgan", "dcgan-cond")
 SMALL_INCEPTION = 1000  # also scored on the first this many Inception features (see score)
 
 
@@ -68,14 +77,14 @@ def make_scorer(
     real: torch.Tensor,
     cache: Path,
     inception_samples: int,
-) -> Callable[[torch.Tensor], dict[str, float]]:
-    """``score(fake)``: FIDs of ``fake`` against ``real`` (uint8 N x C x H x W CPU tensors),
-    lower is better, in the evaluation's feature spaces (docs/evaluation.md): the domain
-    network trained on this data set (``fid_domain``, on every sample) and, unless
-    ``inception_samples`` is 0, the standard TF-Inception network (``fid_inception``,
-    comparable with published tables, on the first ``inception_samples`` of each set: it
-    runs at about 5 images per second on a 2-core CPU). Both recipes are scored by the same
-    networks against the same real features, computed once."""
+) -> Callable[..., dict[str, float]]:
+    """``score(fake, inception=True)``: FIDs of ``fake`` against ``real`` (uint8 N x C x H x W
+    CPU tensors), lower is better, in the evaluation's feature spaces (docs/evaluation.md):
+    the domain network trained on this data set (``fid_domain``, on every sample) and,
+    unless ``inception_samples`` is 0 or ``inception`` False, the standard TF-Inception
+    network (``fid_inception`` and ``kid_inception``, on the first ``inception_samples``
+    of each set: it runs at about 5 images per second on a 2-core CPU). Every arm is
+    scored by the same networks against the same real features, computed once."""
     from aigc_run.evaluation.features import domain_features
     from aigc_run.evaluation.inception import InceptionFeatures
     from aigc_run.evaluation.metrics import fid, kid
@@ -94,14 +103,14 @@ def make_scorer(
             path.parent.mkdir(parents=True, exist_ok=True)
             save_file({"features": real_standard.contiguous()}, path)
 
-    def score(fake: torch.Tensor) -> dict[str, float]:
+    def score(fake: torch.Tensor, inception: bool = True) -> dict[str, float]:
         scores = {"fid_domain": fid(real_domain, domain(fake))}
-        if standard is not None:
+        if standard is not None and inception:
             fake_standard = standard(fake[:inception_samples])
             scores["fid_inception"] = fid(real_standard, fake_standard)
-            # FID's bias falls as 1/n and lifts both recipes' figures by about the same
+            # FID's bias falls as 1/n and lifts every arm's figure by about the same
             # amount, which pulls their ratio towards 1: the figure on the first 1000
-            # (what earlier runs scored) beside the one on all of them shows how far.
+            # beside the one on all of them shows how far.
             if inception_samples > SMALL_INCEPTION:
                 head = slice(0, SMALL_INCEPTION)
                 scores[f"fid_inception_{SMALL_INCEPTION}"] = fid(
@@ -114,148 +123,270 @@ def make_scorer(
     return score
 
 
-# -- the canonical DCGAN ------------------------------------------------------------------
-
-
-class DcganGenerator(nn.Module):
-    """z (N x 100 x 1 x 1) -> 4x4 x 4w -> 8x8 x 2w -> 16x16 x w -> 32x32 x C, tanh."""
-
-    def __init__(self, latent: int, width: int, channels: int) -> None:
-        super().__init__()
-        layers: list[nn.Module] = []
-        c_in = latent
-        for i, c_out in enumerate((width * 4, width * 2, width)):
-            stride, pad = (1, 0) if i == 0 else (2, 1)
-            layers += [nn.ConvTranspose2d(c_in, c_out, 4, stride, pad, bias=False)]
-            layers += [nn.BatchNorm2d(c_out), nn.ReLU(True)]
-            c_in = c_out
-        layers += [nn.ConvTranspose2d(c_in, channels, 4, 2, 1, bias=False), nn.Tanh()]
-        self.net = nn.Sequential(*layers)
-
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.net(z)
-
-
-class DcganDiscriminator(nn.Module):
-    """image -> 16x16 x w -> 8x8 x 2w -> 4x4 x 4w -> one logit per image."""
-
-    def __init__(self, width: int, channels: int) -> None:
-        super().__init__()
-        layers: list[nn.Module] = [nn.Conv2d(channels, width, 4, 2, 1, bias=False)]
-        layers += [nn.LeakyReLU(0.2, True)]
-        c_in = width
-        for c_out in (width * 2, width * 4):
-            layers += [nn.Conv2d(c_in, c_out, 4, 2, 1, bias=False), nn.BatchNorm2d(c_out)]
-            layers += [nn.LeakyReLU(0.2, True)]
-            c_in = c_out
-        layers += [nn.Conv2d(c_in, 1, 4, 1, 0, bias=False)]
-        self.net = nn.Sequential(*layers)
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.net(images).flatten()  # N logits
-
-
-def _dcgan_init(module: nn.Module) -> None:
-    if isinstance(module, nn.Conv2d | nn.ConvTranspose2d):
-        nn.init.normal_(module.weight, 0.0, 0.02)
-    elif isinstance(module, nn.BatchNorm2d):
-        nn.init.normal_(module.weight, 1.0, 0.02)
-        nn.init.zeros_(module.bias)
-
-
-def train_dcgan(
-    images: np.ndarray, minutes: float, seed: int, width: int, device: str
-) -> tuple[DcganGenerator, int, float]:
-    """Train the canonical recipe for ``minutes``; returns G, the steps done and the seconds."""
-    torch.manual_seed(seed)
-    channels = images.shape[1]
-    generator = DcganGenerator(100, width, channels).to(device)
-    discriminator = DcganDiscriminator(width, channels).to(device)
-    generator.apply(_dcgan_init)
-    discriminator.apply(_dcgan_init)
-    opt_g = torch.optim.Adam(generator.parameters(), lr=2e-4, betas=(0.5, 0.999))
-    opt_d = torch.optim.Adam(discriminator.parameters(), lr=2e-4, betas=(0.5, 0.999))
-    data = torch.from_numpy(np.ascontiguousarray(images)).to(device)
-    batch, steps, started = 64, 0, time.monotonic()
-    while time.monotonic() - started < minutes * 60:
-        real = data[torch.randint(len(data), (batch,), device=device)].float() / 127.5 - 1
-        fake = generator(torch.randn(batch, 100, 1, 1, device=device))
-        ones, zeros = torch.ones(batch, device=device), torch.zeros(batch, device=device)
-        loss_d = F.binary_cross_entropy_with_logits(discriminator(real), ones)
-        loss_d = loss_d + F.binary_cross_entropy_with_logits(discriminator(fake.detach()), zeros)
-        opt_d.zero_grad(set_to_none=True)
-        loss_d.backward()
-        opt_d.step()
-        loss_g = F.binary_cross_entropy_with_logits(discriminator(fake), ones)
-        opt_g.zero_grad(set_to_none=True)
-        loss_g.backward()
-        opt_g.step()
-        steps += 1
-    return generator, steps, time.monotonic() - started
-
-
-@torch.no_grad()
-def dcgan_samples(
-    generator: DcganGenerator, count: int, seed: int, device: str, batch_stats: bool
-) -> torch.Tensor:
-    """``count`` samples, with batch norm's running statistics (eval mode) or, as the
-    example draws its samples (it never calls ``eval()``), with the statistics of each batch
-    of 64. Both are scored and the better one is the baseline, so the comparison does not
-    hang on which way suits this generator (main takes each FID's lower figure)."""
-    generator.train(batch_stats)
-    z = torch.randn(count, 100, 1, 1, generator=torch.Generator().manual_seed(seed))
-    out = [generator(chunk.to(device)).cpu() for chunk in z.split(64 if batch_stats else 500)]
-    return _to_uint8(torch.cat(out))
-
-
 # -- the scenario's recipe, through the engine's own training loop ------------------------
 
 
-def train_scenario(scenario: Any, dataset: Any, plugins: Any, minutes: float, device: str) -> Any:
-    """Train the scenario's model with ``aigc_run.run.training.train`` for ``minutes``."""
+def train_scenario(
+    scenario: Any,
+    dataset: Any,
+    plugins: Any,
+    minutes: float,
+    device: str,
+    folder: Path,
+    every: int = 0,
+) -> tuple[Any, int, float]:
+    """Train the scenario's model with ``aigc_run.run.training.train`` for ``minutes``,
+    writing a checkpoint every ``every`` steps (0: only at the end) under ``folder``.
+    Returns the model, the steps done and the seconds spent."""
     from aigc_run.contract.components import RunInfo
+    from aigc_run.contract.kinds import MODEL_FAMILIES
     from aigc_run.registry import Registry
     from aigc_run.run.setup import build_model
     from aigc_run.run.training import train
 
     scenario.train.steps = 10**9  # the budget stops it
     scenario.train.max_minutes = minutes
-    scenario.train.checkpoint_every = 10**9  # one checkpoint, at the end
+    scenario.train.checkpoint_every = every or 10**9
     scenario.train.log_every = 500
     family = plugins.contributions(MODEL_FAMILIES)[scenario.model.family]
-    with tempfile.TemporaryDirectory() as tmp:
-        registry = Registry(f"sqlite:///{tmp}/benchmark.db")
-        config = scenario.model_dump(mode="json")
-        run_id = registry.create_run(scenario.name, config, {}, device, tmp)
-        run = RunInfo(run_id, scenario.name, config, Path(tmp), device)
-        model = build_model(family, scenario, dataset, device)
-        started = time.monotonic()
-        last = train(model, dataset.images, dataset.labels, scenario, run, plugins, registry)
-        seconds = time.monotonic() - started
-        registry.close()
+    registry = Registry(f"sqlite:///{folder}/benchmark.db")
+    config = scenario.model_dump(mode="json")
+    run_id = registry.create_run(scenario.name, config, {}, device, str(folder))
+    run = RunInfo(run_id, scenario.name, config, folder, device)
+    model = build_model(family, scenario, dataset, device)
+    started = time.monotonic()
+    last = train(model, dataset.images, dataset.labels, scenario, run, plugins, registry)
+    seconds = time.monotonic() - started
+    registry.close()
     return model, last.step, seconds
 
 
 def scenario_samples(model: Any, labels: np.ndarray, count: int, seed: int) -> torch.Tensor:
     """``count`` samples whose classes follow the training set's class frequencies."""
-    rng = np.random.default_rng(seed)
-    wanted = torch.from_numpy(rng.choice(labels, count))
-    z = torch.randn(count, model.latent_dim, generator=torch.Generator().manual_seed(seed))
-    pairs = zip(z.split(500), wanted.split(500), strict=True)
-    out = [model.generate(zs, ys).cpu() for zs, ys in pairs]
-    return _to_uint8(torch.cat(out))
+    return generate(model, wanted_classes(labels, count, seed), seed)
 
 
-def _to_uint8(images: torch.Tensor) -> torch.Tensor:
-    return ((images.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+def wanted_classes(labels: np.ndarray, count: int, seed: int) -> torch.Tensor:
+    """``count`` classes drawn in the proportions of ``labels``: the same for every arm."""
+    return torch.from_numpy(np.random.default_rng(seed).choice(labels, count))
 
 
-# -- main ---------------------------------------------------------------------------------
+def generate(model: Any, classes: torch.Tensor, seed: int) -> torch.Tensor:
+    z = torch.randn(len(classes), model.latent_dim, generator=torch.Generator().manual_seed(seed))
+    pairs = zip(z.split(500), classes.split(500), strict=True)
+    return dcgan.to_uint8(torch.cat([model.generate(zs, ys).cpu() for zs, ys in pairs]))
 
 
-def load(data: str, data_dir: Path, cache: Path, overrides: list[str]) -> tuple[Any, Any, Any]:
-    """The scenario for ``data`` at 32x32 (with ``--set`` overrides) and its images, loaded
-    as a run would load them."""
+# -- one arm, in its own process ----------------------------------------------------------
+
+
+class LoadWatch:
+    """The 1-minute load average, read every ``every`` seconds while an arm trains."""
+
+    def __init__(self, every: float = 15.0) -> None:
+        self.readings = [os.getloadavg()[0]]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, args=(every,), daemon=True)
+        self._thread.start()
+
+    def _watch(self, every: float) -> None:
+        while not self._stop.wait(every):
+            self.readings.append(os.getloadavg()[0])
+
+    def stop(self) -> dict[str, float]:
+        self._stop.set()
+        self.readings.append(os.getloadavg()[0])
+        return {"mean": statistics.fmean(self.readings), "max": max(self.readings)}
+
+
+def run_arm(arm: str, seed: int, args: argparse.Namespace) -> None:
+    """Train one arm for the budget; write its samples and figures under ``args.work``."""
+    torch.set_num_threads(args.threads)
+    scenario, dataset, plugins = load(args.data, args.data_dir, args.cache, args.set, args.size)
+    classes = wanted_classes(dataset.labels, args.samples, seed)
+    folder = args.work / f"{arm}-{seed}"
+    folder.mkdir(parents=True, exist_ok=True)
+    watch, cpu = LoadWatch(), time.process_time()
+    snapshots: dict[int, str] = {}  # images seen -> snapshot
+    if arm == "scenario":
+        scenario.train.seed = seed
+        batch = scenario.train.batch_size
+        every = args.milestone // batch if args.milestone else 0
+        model, steps, seconds = train_scenario(
+            scenario, dataset, plugins, args.minutes, args.device, folder, every
+        )
+        for path in sorted((folder / "checkpoints").glob("step-*.safetensors")):
+            step = int(path.stem.split("-")[1])
+            if every and step % every == 0:
+                snapshots[step * batch] = str(path)
+        final = {"samples": generate(model, classes, seed)}
+        recipe = {"model": scenario.model.model_dump(), "train": scenario.train.model_dump()}
+    else:
+        batch, conditional = dcgan.BATCH, arm == "dcgan-cond"
+
+        def snapshot(step: int, generator: dcgan.Generator) -> None:
+            path = folder / f"g-{step:07d}.safetensors"
+            save_file({k: v.contiguous() for k, v in generator.state_dict().items()}, path)
+            snapshots[step * batch] = str(path)
+
+        generator, steps, seconds = dcgan.train(
+            dataset.images,
+            dataset.labels,
+            dataset.num_classes if conditional else 0,
+            args.minutes,
+            seed,
+            args.dcgan_width,
+            args.device,
+            args.milestone // batch if args.milestone else 0,
+            snapshot,
+        )
+        final = dcgan_modes(generator, classes, seed, args.device)
+        recipe = {"width": args.dcgan_width, "batch": batch, "conditional": conditional}
+    result = {
+        "arm": arm,
+        "seed": seed,
+        "recipe": recipe,
+        "steps": steps,
+        "batch": batch,
+        "images_seen": steps * batch,
+        "seconds": round(seconds, 1),
+        "cpu_seconds": round(time.process_time() - cpu, 1),
+        "load_average": watch.stop(),
+        "threads": torch.get_num_threads(),
+        "snapshots": snapshots,
+    }
+    for mode, images in final.items():
+        np.save(folder / f"{mode}.npy", images.numpy())
+    (folder / "arm.json").write_text(json.dumps(result, indent=2))
+
+
+def dcgan_modes(
+    generator: dcgan.Generator, classes: torch.Tensor, seed: int, device: str
+) -> dict[str, torch.Tensor]:
+    """DCGAN's samples with running statistics and with each batch's own."""
+    return {
+        "running_stats": dcgan.samples(generator, classes, seed, device, batch_stats=False),
+        "batch_stats": dcgan.samples(generator, classes, seed, device, batch_stats=True),
+    }
+
+
+def snapshot_samples(
+    arm: str, path: str, seed: int, classes: torch.Tensor, context: dict[str, Any]
+) -> dict[str, torch.Tensor]:
+    """Samples from an arm's snapshot (a scenario checkpoint or a DCGAN generator)."""
+    from aigc_run import checkpoints
+    from aigc_run.contract.kinds import MODEL_FAMILIES
+    from aigc_run.run.setup import build_model
+
+    scenario, dataset, plugins, device = (
+        context[k] for k in ("scenario", "dataset", "plugins", "device")
+    )
+    if arm == "scenario":
+        scenario = scenario.model_copy(deep=True)
+        scenario.train.seed = seed
+        family = plugins.contributions(MODEL_FAMILIES)[scenario.model.family]
+        model = build_model(family, scenario, dataset, device)
+        checkpoints.restore(model, Path(path))
+        images = torch.from_numpy(dataset.images)
+        model.prepare_sampling(images, torch.from_numpy(dataset.labels))
+        return {"samples": generate(model, classes, seed)}
+    conditional = arm == "dcgan-cond"
+    size, channels = dataset.images.shape[-1], dataset.images.shape[1]
+    width = context["dcgan_width"]
+    generator = dcgan.Generator(size, width, channels, dataset.num_classes if conditional else 0)
+    generator.load_state_dict(load_file(path))
+    return dcgan_modes(generator.to(device), classes, seed, device)
+
+
+# -- the parent: arms side by side, scoring, the record -----------------------------------
+
+
+def run_seed(seed: int, args: argparse.Namespace, argv: list[str]) -> dict[str, dict[str, Any]]:
+    """Start every arm of ``seed`` at once, each with ``args.threads`` threads; wait."""
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
+    processes = {
+        arm: subprocess.Popen(
+            [
+                sys.executable,
+                __file__,
+                *argv,
+                "--arm",
+                arm,
+                "--seed-of-arm",
+                str(seed),
+                "--work",
+                str(args.work),
+            ],
+            env=env,
+        )
+        for arm in args.arms
+    }
+    failed = [arm for arm, process in processes.items() if process.wait() != 0]
+    if failed:
+        raise SystemExit(f"arm(s) {', '.join(failed)} of seed {seed} failed (see above)")
+    return {
+        arm: json.loads((args.work / f"{arm}-{seed}" / "arm.json").read_text()) for arm in args.arms
+    }
+
+
+def score_arm(
+    modes: dict[str, torch.Tensor], score: Callable[..., dict[str, float]]
+) -> dict[str, Any]:
+    """Score an arm's samples: the better sampling mode by domain FID, in every space."""
+    by_domain = {mode: score(images, inception=False) for mode, images in modes.items()}
+    best = min(by_domain, key=lambda mode: by_domain[mode]["fid_domain"])
+    scores = score(modes[best])
+    if len(modes) > 1:
+        scores["sampling"] = best
+        scores["domain_by_sampling"] = {m: s["fid_domain"] for m, s in by_domain.items()}
+    return scores
+
+
+def ratios(scores: dict[str, dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """scenario / baseline for every figure both have."""
+    out: dict[str, dict[str, float]] = {}
+    if "scenario" not in scores:
+        return out
+    mine = scores["scenario"]
+    for baseline in BASELINES:
+        if baseline in scores:
+            theirs = scores[baseline]
+            out[baseline] = {
+                key: mine[key] / theirs[key] if theirs[key] else math.nan
+                for key in mine
+                if key.startswith(("fid", "kid")) and isinstance(theirs.get(key), float)
+            }
+    return out
+
+
+def spread(values: list[float]) -> dict[str, float]:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
+def summarise(per_seed: list[dict[str, Any]], point: str) -> dict[str, Any]:
+    """Median and spread over the seeds of each arm's figures and each ratio at ``point``
+    ("budget": equal wall clock, or "equal_images")."""
+    seeds = [s[point] for s in per_seed if s.get(point)]
+    summary: dict[str, Any] = {}
+    for group in ("scores", "ratios"):
+        names = {name for s in seeds for name in s[group]}
+        summary[group] = {}
+        for name in sorted(names):
+            keys = {
+                k for s in seeds for k, v in s[group].get(name, {}).items() if isinstance(v, float)
+            }
+            summary[group][name] = {
+                key: spread([s[group][name][key] for s in seeds if key in s[group].get(name, {})])
+                for key in sorted(keys)
+            }
+    return summary
+
+
+def load(
+    data: str, data_dir: Path, cache: Path, overrides: list[str], image_size: int = 32
+) -> tuple[Any, Any, Any]:
+    """The scenario for ``data`` at ``image_size`` (its [sizes.N] block, then ``--set``
+    overrides) and its images, loaded as a run would load them."""
     from aigc_run.data import load_dataset
     from aigc_run.plugins import load_plugins
     from aigc_run.scenario import read_toml, resolve
@@ -266,50 +397,75 @@ def load(data: str, data_dir: Path, cache: Path, overrides: list[str]) -> tuple[
         raise SystemExit(f"{path} does not exist: give --data-dir (or set AIGC_TEST_DATA)")
     plugins = load_plugins(set())
     content = read_toml(REPO / "scenarios" / f"{name}.toml")
+    overrides = [f"data.image_size={image_size}", *overrides]
     scenario = resolve(content, overrides, str(path), environ={})
-    scenario.data.image_size = IMAGE_SIZE
     dataset = load_dataset(plugins, scenario, cache, say=lambda text: print(text, flush=True))
     # Off the read-only memory map, once: torch warns about tensors over read-only arrays.
     dataset = dataclasses.replace(dataset, images=np.array(dataset.images))
     return scenario, dataset, plugins
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", choices=sorted(DATASETS), default="clothing")
-    parser.add_argument(
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--data", choices=sorted(DATASETS), default="clothing")
+    p.add_argument(
         "--data-dir",
         type=Path,
         default=Path(os.environ.get("AIGC_TEST_DATA", REPO.parent / "shared" / "data")),
         help="the folder holding clothing/ and pneumoniamnist/ (default: $AIGC_TEST_DATA)",
     )
-    parser.add_argument("--minutes", type=float, default=10.0, help="training budget of each")
-    parser.add_argument("--samples", type=int, default=5000, help="generated images per FID")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--dcgan-width", type=int, default=64, help="ngf = ndf of the example")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "aigc-bench")
-    parser.add_argument("--out", type=Path, help="write the JSON here too")
-    parser.add_argument(
+    p.add_argument("--image-size", dest="size", type=int, default=32)
+    p.add_argument("--minutes", type=float, default=20.0, help="training budget of each arm")
+    p.add_argument("--seeds", default="0,1,2", help="comma-separated; arms of a seed run at once")
+    p.add_argument("--arms", default=",".join(ARMS), help=f"comma-separated, of {', '.join(ARMS)}")
+    p.add_argument("--threads", type=int, default=1, help="torch threads of each arm")
+    p.add_argument("--samples", type=int, default=2000, help="generated (and real) images scored")
+    p.add_argument(
         "--inception-samples",
         type=int,
         default=2000,
-        help="images per set for the standard Inception FID (0 skips it; about 6 images/s "
-        "on a 2-core CPU; needs aigc-run[inception]); above 1000 the FID on the first 1000 "
-        "is reported too",
+        help="images per set for Inception FID and KID (0 skips them; about 6 images/s on a "
+        "2-core CPU; needs aigc-run[inception])",
     )
-    parser.add_argument(
+    p.add_argument(
+        "--milestone",
+        type=int,
+        default=32768,
+        help="images seen between snapshots for the equal-images comparison (0: off)",
+    )
+    p.add_argument("--dcgan-width", type=int, default=64, help="ngf = ndf of the example")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "aigc-bench")
+    p.add_argument("--results", type=Path, default=RESULTS, help="where the record goes")
+    p.add_argument(
         "--set",
         action="append",
         default=[],
         metavar="SECTION.KEY=VALUE",
         help="change the scenario's recipe, as aigc-run's --set (to compare candidates)",
     )
-    args = parser.parse_args(argv)
+    p.add_argument("--arm", help=argparse.SUPPRESS)  # internal: run one arm
+    p.add_argument("--seed-of-arm", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--work", type=Path, help=argparse.SUPPRESS)
+    return p
 
-    scenario, dataset, plugins = load(args.data, args.data_dir, args.cache, args.set)
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    argv = sys.argv[1:] if argv is None else argv
+    args = parser().parse_args(argv)
+    if args.arm:
+        run_arm(args.arm, args.seed_of_arm, args)
+        return {}
+    args.arms = [a for a in args.arms.split(",") if a]
+    unknown = sorted(set(args.arms) - set(ARMS))
+    if unknown:
+        raise SystemExit(f"unknown arm(s) {unknown}: choose from {', '.join(ARMS)}")
+    seeds = [int(s) for s in args.seeds.split(",")]
+
+    # Load (and cache) the data once before the arms start, so they all begin training.
+    scenario, dataset, plugins = load(args.data, args.data_dir, args.cache, args.set, args.size)
     print(f"{len(dataset.images)} images {tuple(dataset.images.shape[1:])}", flush=True)
-    real_index = np.random.default_rng(args.seed).choice(
+    real_index = np.random.default_rng(0).choice(
         len(dataset.images), min(args.samples, len(dataset.images)), replace=False
     )
     real = torch.from_numpy(dataset.images[real_index])  # shuffled: a prefix is a fair subset
@@ -317,63 +473,91 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     score = make_scorer(
         dataset.images, dataset.labels, dataset.num_classes, real, args.cache, inception_samples
     )
-    print("real features ready", flush=True)
-
-    generator, dcgan_steps, dcgan_seconds = train_dcgan(
-        dataset.images, args.minutes, args.seed, args.dcgan_width, args.device
-    )
-    print(f"dcgan: {dcgan_steps} steps in {dcgan_seconds:.0f} s", flush=True)
-    dcgan_modes = {
-        mode: score(dcgan_samples(generator, args.samples, args.seed, args.device, batch_stats))
-        for mode, batch_stats in (("running_stats", False), ("batch_stats", True))
-    }
-    del generator
-    # The baseline's figure for each FID is its better mode's: the comparison is against
-    # the canonical recipe at its best, whichever way suits it.
-    dcgan_scores = {
-        key: min(m[key] for m in dcgan_modes.values()) for key in dcgan_modes["batch_stats"]
-    }
-
-    recipe = scenario.model.model_dump()
-    model, steps, seconds = train_scenario(scenario, dataset, plugins, args.minutes, args.device)
-    print(f"scenario {scenario.name}: {steps} steps in {seconds:.0f} s", flush=True)
-    fake = scenario_samples(model, dataset.labels, args.samples, args.seed)
-    scenario_scores = score(fake)
-
-    result = {
-        "data": args.data,
-        "image_size": IMAGE_SIZE,
-        "images": len(dataset.images),
-        "budget_minutes": args.minutes,
-        "samples": args.samples,
-        "real_samples": len(real),
-        "inception_samples": inception_samples,
+    context = {
+        "scenario": scenario,
+        "dataset": dataset,
+        "plugins": plugins,
         "device": args.device,
-        "threads": torch.get_num_threads(),
-        "dcgan": {
-            "steps": dcgan_steps,
-            "seconds": round(dcgan_seconds, 1),
-            **dcgan_scores,
-            "sampling": dcgan_modes,  # each FID above is the lower of the two modes
-        },
-        "scenario": {
-            "name": scenario.name,
-            "overrides": args.set,
-            "recipe": {"model": recipe, "train": scenario.train.model_dump()},
-            "steps": steps,
-            "seconds": round(seconds, 1),
-            **scenario_scores,
-        },
-        "ratio": {
-            key: scenario_scores[key] / dcgan_scores[key] if dcgan_scores[key] else math.nan
-            for key in scenario_scores
-        },
+        "dcgan_width": args.dcgan_width,
     }
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n")
-    return result
+
+    per_seed = []
+    with tempfile.TemporaryDirectory() as work:
+        args.work = Path(work)
+        for seed in seeds:
+            arms = run_seed(seed, args, argv)
+            for arm, figures in arms.items():
+                print(
+                    f"seed {seed} {arm}: {figures['steps']} steps, {figures['cpu_seconds']} "
+                    f"CPU s, load {figures['load_average']['mean']:.1f}",
+                    flush=True,
+                )
+            budget = {
+                arm: score_arm(
+                    {
+                        p.stem: torch.from_numpy(np.load(p))
+                        for p in sorted((args.work / f"{arm}-{seed}").glob("*.npy"))
+                    },
+                    score,
+                )
+                for arm in arms
+            }
+            reached = set.intersection(*(set(map(int, a["snapshots"])) for a in arms.values()))
+            equal = None
+            if reached:
+                images = max(reached)
+                classes = wanted_classes(dataset.labels, args.samples, seed)
+                equal = {
+                    "images_seen": images,
+                    "scores": {
+                        arm: score_arm(
+                            snapshot_samples(
+                                arm, a["snapshots"][str(images)], seed, classes, context
+                            ),
+                            score,
+                        )
+                        for arm, a in arms.items()
+                    },
+                }
+                equal["ratios"] = ratios(equal["scores"])
+            per_seed.append(
+                {
+                    "seed": seed,
+                    "arms": {
+                        arm: {k: v for k, v in a.items() if k != "snapshots"}
+                        for arm, a in arms.items()
+                    },
+                    "budget": {"scores": budget, "ratios": ratios(budget)},
+                    "equal_images": equal,
+                }
+            )
+            print(json.dumps(per_seed[-1]["budget"]["ratios"], indent=2), flush=True)
+
+    figures = {
+        "budget": summarise(per_seed, "budget"),
+        "equal_images": summarise(per_seed, "equal_images"),
+        "seeds": per_seed,
+    }
+    path = write_record(
+        "quality_vs_dcgan",
+        figures,
+        seeds=seeds,
+        budget={"minutes_per_arm": args.minutes, "arms_at_once": len(args.arms)},
+        threads=args.threads,
+        argv=argv,
+        name=f"quality_vs_dcgan-{args.data}-{args.size}",
+        results=args.results,
+        data=args.data,
+        image_size=args.size,
+        images=len(dataset.images),
+        classes=dataset.num_classes,
+        samples=args.samples,
+        inception_samples=inception_samples,
+        device=args.device,
+        scenario={"name": scenario.name, "overrides": args.set},
+    )
+    print(f"record: {path}")
+    return json.loads(path.read_text())
 
 
 if __name__ == "__main__":

@@ -1,7 +1,12 @@
 """Scenario recipes: TOML validated by pydantic, with ``--set`` and ``AIGC_`` overrides.
 
-Precedence, lowest first: the model defaults below, the scenario file, ``AIGC_<SECTION>__<KEY>``
+Precedence, lowest first: the model defaults below, the scenario file, the file's
+``[sizes.N]`` block for the image size the run trains at, ``AIGC_<SECTION>__<KEY>``
 environment variables, then ``--set section.key=value`` on the command line.
+
+A ``[sizes.N]`` block holds the settings that differ at N pixels (``[sizes.64.model]
+width = 32``): one scenario file carries a recipe per size, and ``--set data.image_size=64``
+picks the block up. A setting given by ``--set`` or the environment beats the block's.
 """
 
 from __future__ import annotations
@@ -201,18 +206,62 @@ def resolve(
     data_path: str | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> Scenario:
-    """Merge a scenario's content with env and ``--set`` overrides and validate the result."""
+    """Merge a scenario's content, its block for the image size, env and ``--set``
+    overrides, and validate the result."""
     tree: dict[str, Any] = _deep_copy(content)
+    sizes = _size_blocks(tree.pop("sizes", {}))
+    given = []  # settings named by the environment or --set: the size block leaves them be
     for dotted, text in env_overrides(environ):
         _assign(tree, dotted, parse_value(text), f"environment AIGC_{dotted.upper()}")
+        given.append(dotted)
     for item in overrides:
         dotted, sep, text = item.partition("=")
         if not sep:
             raise ConfigError(f"--set {item!r} has no '='", "use --set section.key=value")
         _assign(tree, dotted.strip(), parse_value(text.strip()), f"--set {item}")
+        given.append(dotted.strip())
     if data_path is not None:
         tree.setdefault("data", {})["path"] = data_path
+    size = tree.get("data", {}).get("image_size", DataConfig.model_fields["image_size"].default)
+    for size_of_block, block in sizes.items():
+        merged = _deep_copy(tree)
+        for dotted, value in block:
+            if not any(dotted == g or dotted.startswith(g + ".") for g in given):
+                _assign(merged, dotted, value, f"[sizes.{size_of_block}]")
+        try:
+            scenario = Scenario.model_validate(merged)
+        except ValidationError as e:  # every block is checked, not only the one in use
+            raise ConfigError(
+                f"[sizes.{size_of_block}]: " + describe_validation_error(e), _hint(e)
+            ) from None
+        if size_of_block == size:
+            return scenario
     return validate(tree)
+
+
+def _size_blocks(sizes: Any) -> dict[int, list[tuple[str, Any]]]:
+    """``{"64": {"model": {"width": 32}}}`` -> ``{64: [("model.width", 32)]}``."""
+    if not isinstance(sizes, Mapping):
+        raise ConfigError("[sizes] must be a table of sizes", "write e.g. [sizes.64.model]")
+    blocks = {}
+    for key, block in sizes.items():
+        if not str(key).isdigit() or not isinstance(block, Mapping):
+            raise ConfigError(
+                f"[sizes.{key}]: a size block is named by the image size in pixels",
+                "write e.g. [sizes.64.model] with the settings that differ at 64 px",
+            )
+        blocks[int(key)] = list(_leaves(block))
+        for dotted, _ in blocks[int(key)]:
+            _assign({}, dotted, None, f"[sizes.{key}]")  # names an unknown section
+    return blocks
+
+
+def _leaves(tree: Mapping[str, Any], prefix: str = "") -> Any:
+    for key, value in tree.items():
+        if isinstance(value, Mapping) and value:
+            yield from _leaves(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
 
 
 def recorded(config: Mapping[str, Any]) -> Scenario:
