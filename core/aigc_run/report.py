@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from typing import Any
 from aigc_run import faults
 from aigc_run.contract.errors import AigcError
 from aigc_run.registry import Registry, SampleInfo
+from aigc_run.writing import sheet_size
 
 MARKER = ".aigc-report"  # marks an assets folder as ours, so rewriting may clear it
 PER_CLASS = 16  # samples on each class's contact sheet
@@ -40,6 +42,7 @@ FLOOR_SUFFIX = ":floor"
 class Picture:
     src: str  # relative to the page
     caption: str
+    full_size: tuple[str, ...] = ()  # the samples on a sheet, as files relative to the page
 
 
 def write_report(registry: Registry, run_id: int, out: Path | None = None) -> Path:
@@ -102,6 +105,10 @@ class _Page:
 
     def src(self, name: str) -> str:
         return f"{self.assets.name}/{name}"
+
+    def link(self, path: Path) -> str:
+        """``path`` as a link from the page: relative, so the run's folder can be moved."""
+        return Path(os.path.relpath(path, self.out.parent)).as_posix()
 
     def inside_run(self, relative: str) -> Path | None:
         """``relative`` (from the registry or a JSON file) as a file in the run's folder, or
@@ -202,7 +209,8 @@ def _class_sheets(page: _Page, samples: Sequence[SampleInfo]) -> list[Picture]:
     for k, (label, paths) in enumerate(sorted(by_class.items())):
         name = f"class-{k}.png"
         if _grid(paths, page.assets / name, columns=8):
-            pictures.append(Picture(page.src(name), label or "samples"))
+            links = tuple(page.link(path) for path in paths)
+            pictures.append(Picture(page.src(name), label or "samples", links))
     return pictures
 
 
@@ -228,8 +236,7 @@ def _grid(paths: Sequence[Path], target: Path, columns: int, pad: int = 2) -> bo
             picture.resize((w, h)),
             (pad + (i % columns) * (w + pad), pad + (i // columns) * (h + pad)),
         )
-    scale = max(1, 96 // max(h, 1))  # tiny samples drawn large enough to see
-    sheet.resize((sheet.width * scale, sheet.height * scale), Image.Resampling.NEAREST).save(target)
+    sheet.resize(*sheet_size(sheet.width, sheet.height, h)).save(target)
     return True
 
 

@@ -26,6 +26,8 @@ from aigc_run.plugins import Contribution
 
 POOL_FROM = 1024  # fewer samples than this are written inline: starting workers costs seconds
 
+SHEET_TILE = (96, 128)  # contact sheets draw each sample at least 96 and at most 128 px wide
+
 # (top folder, stems, uint8 images): one call of the writer plugin
 Group = tuple[str, list[str], torch.Tensor]
 Done = Callable[[list[list[str]]], None]
@@ -116,3 +118,18 @@ def _picklable(function: Any) -> bool:
     except Exception:
         return False
     return True
+
+
+def sheet_size(width: int, height: int, side: int) -> tuple[tuple[int, int], int]:
+    """The pixel size to draw a contact sheet of ``side``-pixel samples at, and the PIL
+    resampling filter: small samples blown up by a whole factor with hard pixel edges (a
+    32-px sample shown at 96), large ones shrunk to 128 px with Lanczos, so a sheet of
+    256-px samples stays a readable size and a few megabytes."""
+    from PIL import Image
+
+    low, high = SHEET_TILE
+    if side > high:
+        factor = high / side
+        return (round(width * factor), round(height * factor)), Image.Resampling.LANCZOS
+    scale = max(1, low // max(side, 1))
+    return (width * scale, height * scale), Image.Resampling.NEAREST

@@ -44,7 +44,9 @@ from aigc_run.models.generator import Generator, dcgan_init
 from aigc_run.scenario import ModelConfig
 
 R1_EVERY = 4  # lazy R1 (StyleGAN2): the penalty, scaled up, on every 4th D step only
-STANDING_BATCHES, STANDING_BATCH = 16, 256  # prepare_sampling's BN statistics: 4,096 samples
+# prepare_sampling's BN statistics: 16 batches of 256 samples at 32 px and below; above,
+# batches of as many pixels (64 at 64 px), at least 16 samples each.
+STANDING_BATCHES, STANDING_BATCH, STANDING_MIN = 16, 256, 16
 
 
 class GanOptions(ModelConfig):
@@ -149,6 +151,7 @@ class Gan(GenerativeModel):
         train = parse_train(spec)
         levels = check_geometry(spec)
         self.latent_dim = options.latent_dim
+        self.image_size = spec.image_size
         width = options.width
         self.classes = spec.num_classes if spec.conditional and spec.num_classes > 1 else 0
         self.device = torch.device(spec.device)
@@ -321,7 +324,9 @@ class Gan(GenerativeModel):
         samples: on PneumoniaMNIST (10 minutes on 2 CPU cores) re-measuring them
         ("standing statistics", as in BigGAN) took the domain FID from 1.56 to 0.63.
         STANDING_BATCHES batches of noise, with classes drawn as often as in the training
-        set, from a fixed seed: the same weights always get the same statistics.
+        set, from a fixed seed: the same weights always get the same statistics. The
+        batches shrink as the images grow, so that a 256-px generator does not need
+        gigabytes for it.
         """
         net = self.generator_ema if self.options.ema > 0 else self.generator
         norms = [m for m in net.modules() if isinstance(m, nn.BatchNorm2d)]
@@ -332,15 +337,12 @@ class Gan(GenerativeModel):
         for norm in norms:
             norm.reset_running_stats()
             norm.momentum = None  # None: a plain average over every batch
+        batch = max(STANDING_MIN, min(STANDING_BATCH, STANDING_BATCH * 32**2 // self.image_size**2))
         net.train()
         try:
             for _ in range(STANDING_BATCHES):
-                z = torch.randn(
-                    STANDING_BATCH, self.latent_dim, device=self.device, generator=draws
-                )
-                pick = torch.randint(
-                    len(labels), (STANDING_BATCH,), device=self.device, generator=draws
-                )
+                z = torch.randn(batch, self.latent_dim, device=self.device, generator=draws)
+                pick = torch.randint(len(labels), (batch,), device=self.device, generator=draws)
                 classes = labels.to(self.device)[pick] if self.classes else torch.zeros_like(pick)
                 with self._autocast():
                     net(z, classes)

@@ -34,7 +34,7 @@ from aigc_run.run.generation import (
 )
 from aigc_run.run.manifest import Manifest
 from aigc_run.scenario import Scenario
-from aigc_run.writing import Group, Writers, pool_size
+from aigc_run.writing import Group, Writers, pool_size, sheet_size
 
 SHEET_PER_CLASS = 64  # accepted images kept in memory per class, for the contact sheet
 
@@ -242,9 +242,9 @@ def contact_sheet(
     labels: torch.Tensor,
     num_classes: int,
     per_class: int = 8,
-    scale: int = 3,
 ) -> None:
-    """A PNG grid of accepted samples: one row per class (or 8 x 8 when unconditional)."""
+    """A PNG grid of accepted samples: one row per class (or 8 x 8 when unconditional),
+    each drawn 96 to 128 px wide (``writing.sheet_size``)."""
     from PIL import Image
 
     if num_classes > 1:
@@ -264,8 +264,6 @@ def contact_sheet(
             sheet[:, top : top + h, left : left + w] = image
     array = sheet.permute(1, 2, 0).numpy()
     picture = Image.fromarray(array[:, :, 0] if c == 1 else array)
-    picture = picture.resize(
-        (picture.width * scale, picture.height * scale), Image.Resampling.NEAREST
-    )
+    picture = picture.resize(*sheet_size(picture.width, picture.height, h))
     path.parent.mkdir(parents=True, exist_ok=True)
     picture.save(path)
