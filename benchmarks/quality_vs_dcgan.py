@@ -12,18 +12,21 @@ CPU seconds and the load average it saw. The arms (the baselines are in dcgan.py
               through the engine's own training loop
   dcgan       pytorch/examples' DCGAN at --image-size, unconditional
   dcgan-cond  the same layers told the class (embedding in G, projection in D)
+  cascade     (not run by default) the scenario recipe at half the size, its samples
+              lifted 2x by an upscaler trained on the real images (cascade.py)
 Every arm draws --samples images whose classes follow the real data's proportions (the
 unconditional DCGAN cannot be told a class; its samples are scored as they come). They
 are scored against --samples real images: domain FID (the evaluation's domain network,
 trained on the data), Inception FID and KID (the standard TF-Inception network) on the
 first --inception-samples. DCGAN's samples are drawn two ways, with batch norm's running
 statistics and with each batch's own (as the example draws them); the better by domain
-FID is scored, so the baseline is at its best. Ratios are scenario / baseline, per seed:
-below 1 the scenario recipe wins. The record gives each arm's and each ratio's median and
-spread (min, max) over the seeds.
+FID is scored, so the baseline is at its best. Ratios ("scenario/dcgan", ...) are one
+arm's figure over another's, per seed: below 1 the first wins. The record gives each
+arm's and each ratio's median and spread (min, max) over the seeds.
 
 Equal images seen, beside equal wall clock: every --milestone images each arm keeps a
-snapshot; the largest milestone every arm reached in a seed is scored the same way.
+snapshot; the largest milestone every arm reached in a seed is scored the same way, on
+--equal-samples generated images (Inception is the slow part of a run).
 
 Writes benchmarks/results/quality_vs_dcgan-<data>-<size>.json (``--results`` elsewhere).
 FID on n images is biased upward by about c/n for every arm, which pulls ratios towards 1;
@@ -55,6 +58,7 @@ from safetensors.torch import load_file, save_file
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))  # run as a script or loaded by a test
 
+import cascade  # noqa: E402
 import dcgan  # noqa: E402
 from records import RESULTS, write_record  # noqa: E402
 
@@ -62,8 +66,10 @@ DATASETS = {  # --data name -> (scenario, path under the data folder)
     "clothing": ("ecommerce", "clothing"),
     "pneumoniamnist": ("medical", "pneumoniamnist/pneumoniamnist.npz"),
 }
-ARMS = ("scenario", "dcgan", "dcgan-cond")
-BASELINES = ("dcgan", "dcgan-cond")
+ARMS = ("scenario", "dcgan", "dcgan-cond", "cascade")
+DEFAULT_ARMS = "scenario,dcgan,dcgan-cond"
+# the ratios reported: below 1 the first arm wins
+PAIRS = (("scenario", "dcgan"), ("scenario", "dcgan-cond"), ("cascade", "scenario"))
 SMALL_INCEPTION = 1000  # also scored on the first this many Inception features (see score)
 
 
@@ -221,6 +227,24 @@ def run_arm(arm: str, seed: int, args: argparse.Namespace) -> None:
                 snapshots[step * batch] = str(path)
         final = {"samples": generate(model, classes, seed)}
         recipe = {"model": scenario.model.model_dump(), "train": scenario.train.model_dump()}
+    elif arm == "cascade":  # half the size, then the upscaler: no snapshots
+        small, small_data, _ = load(args.data, args.data_dir, args.cache, args.set, args.size // 2)
+        small.train.seed = seed
+        batch = small.train.batch_size
+        sr_minutes = args.minutes * cascade.SR_SHARE
+        model, steps, seconds = train_scenario(
+            small, small_data, plugins, args.minutes - sr_minutes, args.device, folder
+        )
+        started = time.monotonic()
+        upscaler = cascade.train_upscaler(dataset.images, sr_minutes, seed, args.device)
+        seconds += time.monotonic() - started
+        final = {"samples": cascade.upscale(upscaler, generate(model, classes, seed), args.device)}
+        recipe = {
+            "model": small.model.model_dump(),
+            "train": small.train.model_dump(),
+            "trained_at": args.size // 2,
+            "upscaler_minutes": sr_minutes,
+        }
     else:
         batch, conditional = dcgan.BATCH, arm == "dcgan-cond"
 
@@ -343,15 +367,12 @@ def score_arm(
 
 
 def ratios(scores: dict[str, dict[str, Any]]) -> dict[str, dict[str, float]]:
-    """scenario / baseline for every figure both have."""
+    """ "arm/baseline": arm's figure over the baseline's, for every figure both have."""
     out: dict[str, dict[str, float]] = {}
-    if "scenario" not in scores:
-        return out
-    mine = scores["scenario"]
-    for baseline in BASELINES:
-        if baseline in scores:
-            theirs = scores[baseline]
-            out[baseline] = {
+    for arm, baseline in PAIRS:
+        if arm in scores and baseline in scores:
+            mine, theirs = scores[arm], scores[baseline]
+            out[f"{arm}/{baseline}"] = {
                 key: mine[key] / theirs[key] if theirs[key] else math.nan
                 for key in mine
                 if key.startswith(("fid", "kid")) and isinstance(theirs.get(key), float)
@@ -417,7 +438,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--image-size", dest="size", type=int, default=32)
     p.add_argument("--minutes", type=float, default=20.0, help="training budget of each arm")
     p.add_argument("--seeds", default="0,1,2", help="comma-separated; arms of a seed run at once")
-    p.add_argument("--arms", default=",".join(ARMS), help=f"comma-separated, of {', '.join(ARMS)}")
+    p.add_argument("--arms", default=DEFAULT_ARMS, help=f"comma-separated, of {', '.join(ARMS)}")
     p.add_argument("--threads", type=int, default=1, help="torch threads of each arm")
     p.add_argument("--samples", type=int, default=2000, help="generated (and real) images scored")
     p.add_argument(
@@ -432,6 +453,12 @@ def parser() -> argparse.ArgumentParser:
         type=int,
         default=32768,
         help="images seen between snapshots for the equal-images comparison (0: off)",
+    )
+    p.add_argument(
+        "--equal-samples",
+        type=int,
+        default=500,
+        help="generated images scored at equal images seen (against all the real ones)",
     )
     p.add_argument("--dcgan-width", type=int, default=64, help="ngf = ndf of the example")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -502,13 +529,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 )
                 for arm in arms
             }
-            reached = set.intersection(*(set(map(int, a["snapshots"])) for a in arms.values()))
+            with_snapshots = {arm: a for arm, a in arms.items() if arm != "cascade"}
+            reached = (
+                set.intersection(*(set(map(int, a["snapshots"])) for a in with_snapshots.values()))
+                if with_snapshots
+                else set()
+            )
             equal = None
             if reached:
                 images = max(reached)
-                classes = wanted_classes(dataset.labels, args.samples, seed)
+                classes = wanted_classes(dataset.labels, args.equal_samples, seed)
                 equal = {
                     "images_seen": images,
+                    "samples": args.equal_samples,
                     "scores": {
                         arm: score_arm(
                             snapshot_samples(
@@ -516,7 +549,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                             ),
                             score,
                         )
-                        for arm, a in arms.items()
+                        for arm, a in with_snapshots.items()
                     },
                 }
                 equal["ratios"] = ratios(equal["scores"])

@@ -26,32 +26,41 @@ def _load_benchmark(name: str = "quality_vs_dcgan"):
 
 @pytest.mark.slow
 @pytest.mark.realdata(PNEUMONIA)
-def test_quality_vs_dcgan_writes_both_scores_and_the_ratio(tmp_path: Path):
+def test_quality_vs_dcgan_runs_the_arms_side_by_side_and_records_them(tmp_path: Path):
     benchmark = _load_benchmark()
-    out = tmp_path / "result.json"
     args = ["--data", "pneumoniamnist", "--data-dir", str(DATA), "--minutes", "0.05"]
-    args += [
-        "--samples",
-        "200",
-        "--cache",
-        str(tmp_path),
-        "--out",
-        str(out),
-        "--inception-samples",
-        "0",
-    ]
+    args += ["--seeds", "0,1", "--samples", "100", "--inception-samples", "0"]
+    args += ["--milestone", "64", "--cache", str(tmp_path), "--results", str(tmp_path)]
     benchmark.main(args)
-    result = json.loads(out.read_text())
-    assert result["budget_minutes"] == 0.05 and result["image_size"] == 32
-    for recipe in ("dcgan", "scenario"):
-        assert result[recipe]["steps"] >= 1
-        assert result[recipe]["fid_domain"] > 0
-    modes = result["dcgan"]["sampling"]  # the baseline is the better of its two sampling modes
-    assert set(modes) == {"running_stats", "batch_stats"}
-    assert result["dcgan"]["fid_domain"] == min(m["fid_domain"] for m in modes.values())
-    assert result["ratio"]["fid_domain"] == pytest.approx(
-        result["scenario"]["fid_domain"] / result["dcgan"]["fid_domain"]
-    )
+    record = json.loads((tmp_path / "quality_vs_dcgan-pneumoniamnist-32.json").read_text())
+    assert record["source"] == "written by benchmarks/quality_vs_dcgan.py"
+    assert record["command"].startswith("python benchmarks/quality_vs_dcgan.py --data")
+    assert record["seeds"] == [0, 1] and record["threads"] == 1 and record["image_size"] == 32
+    for seed in record["figures"]["seeds"]:
+        arms = seed["arms"]
+        assert set(arms) == {"scenario", "dcgan", "dcgan-cond"}
+        for arm in arms.values():  # each arm trained in its own one-thread process
+            assert arm["steps"] >= 1 and arm["threads"] == 1 and arm["cpu_seconds"] > 0
+            assert arm["images_seen"] == arm["steps"] * arm["batch"]
+            assert arm["load_average"]["max"] >= arm["load_average"]["mean"] >= 0
+        scores, ratios = seed["budget"]["scores"], seed["budget"]["ratios"]
+        for baseline in ("dcgan", "dcgan-cond"):
+            assert ratios[f"scenario/{baseline}"]["fid_domain"] == pytest.approx(
+                scores["scenario"]["fid_domain"] / scores[baseline]["fid_domain"]
+            )
+            # the baseline is scored in its better sampling mode
+            modes = scores[baseline]["domain_by_sampling"]
+            assert scores[baseline]["fid_domain"] == min(modes.values())
+        equal = seed["equal_images"]  # every arm at the same number of images seen
+        assert equal["images_seen"] % 64 == 0
+        assert equal["images_seen"] <= min(a["images_seen"] for a in arms.values())
+        assert set(equal["scores"]) == set(arms)
+    summary = record["figures"]["budget"]["ratios"]["scenario/dcgan"]["fid_domain"]
+    per_seed = [
+        s["budget"]["ratios"]["scenario/dcgan"]["fid_domain"] for s in record["figures"]["seeds"]
+    ]
+    assert summary["min"] == min(per_seed) and summary["max"] == max(per_seed)
+    assert summary["median"] == pytest.approx(sum(per_seed) / 2)
 
 
 @pytest.mark.slow

@@ -66,7 +66,10 @@ def referenced_images(page: Path) -> list[Path]:
     """Every image the page shows, checked to be a readable PNG inside its assets folder."""
     refs = _References()
     refs.feed(page.read_text(encoding="utf-8"))
-    assert refs.others == []  # no stylesheet, script or link to fetch from anywhere
+    for href in refs.others:  # no stylesheet or script; links only to the run's own samples
+        assert "://" not in href and not href.startswith("/"), href
+        target = (page.parent / href).resolve()
+        assert target.parent.parent.name == "samples" and target.is_file(), href
     found = []
     for src in refs.images:
         assert "://" not in src and not src.startswith("/"), src
@@ -108,6 +111,7 @@ def test_every_run_ends_with_a_report_whose_pictures_all_exist(tiny_run):
     assert {"losses.png", "training_metrics.png", "contact_sheet.png"} <= names
     assert "filter-0.png" in names and "filter-1.png" not in names  # only near-duplicate is on
     assert any(n.startswith("class-") for n in names)
+    assert 'href="samples/' in html  # each class sheet links its samples at full size
     rejected = [n for n in names if n.startswith("rejected-")]
     assert len(rejected) == min(detail.samples.total - detail.samples.accepted, 24)
     assert "near-duplicate" in html and "threshold 1 (dashed)" in html

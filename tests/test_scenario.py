@@ -84,3 +84,43 @@ def test_parse_value_falls_back_to_string():
     assert parse_value("12") == 12
     assert parse_value("true") is True
     assert parse_value("./photos dir") == "./photos dir"
+
+
+SIZED = {
+    **BASE,
+    "model": {"width": 64},
+    "sizes": {"64": {"model": {"width": 32}, "train": {"batch_size": 8}}},
+}
+
+
+def test_the_size_block_applies_at_its_size_only():
+    assert resolve(SIZED).model.width == 64  # 32 px: the file's own value
+    at_64 = resolve(SIZED, ["data.image_size=64"])
+    assert (at_64.model.width, at_64.train.batch_size) == (32, 8)
+    assert "sizes" not in at_64.model_dump()  # a run records what it trains with
+
+
+def test_set_and_the_environment_win_over_the_size_block():
+    chosen = resolve(SIZED, ["data.image_size=64", "model.width=48"], environ={})
+    assert (chosen.model.width, chosen.train.batch_size) == (48, 8)
+    env = {"AIGC_DATA__IMAGE_SIZE": "64", "AIGC_TRAIN__BATCH_SIZE": "4"}
+    assert resolve(SIZED, environ=env).train.batch_size == 4
+    assert resolve(SIZED, environ=env).model.width == 32
+
+
+@pytest.mark.parametrize(
+    ("sizes", "named"),
+    [
+        (
+            {"128": {"train": {"batchsize": 4}}},
+            "[sizes.128]: invalid scenario setting: train.batchsize",
+        ),
+        ({"128": {"training": {"steps": 4}}}, "[sizes.128]: unknown section 'training'"),
+        ({"large": {"model": {"width": 4}}}, "[sizes.large]: a size block is named by"),
+        ({"128": {"train": {"steps": -1}}}, "[sizes.128]: invalid scenario setting: train.steps"),
+    ],
+)
+def test_a_bad_size_block_is_named_even_when_not_in_use(sizes, named):
+    with pytest.raises(ConfigError) as e:
+        resolve({**BASE, "sizes": sizes}, environ={})
+    assert str(e.value).startswith(named)
