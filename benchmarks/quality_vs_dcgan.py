@@ -69,7 +69,13 @@ DATASETS = {  # --data name -> (scenario, path under the data folder)
 ARMS = ("scenario", "dcgan", "dcgan-cond", "cascade")
 DEFAULT_ARMS = "scenario,dcgan,dcgan-cond"
 # the ratios reported: below 1 the first arm wins
-PAIRS = (("scenario", "dcgan"), ("scenario", "dcgan-cond"), ("cascade", "scenario"))
+PAIRS = (
+    ("scenario", "dcgan"),
+    ("scenario", "dcgan-cond"),
+    ("cascade", "scenario"),
+    ("cascade", "dcgan"),
+    ("cascade", "dcgan-cond"),
+)
 SMALL_INCEPTION = 1000  # also scored on the first this many Inception features (see score)
 
 
@@ -380,6 +386,21 @@ def ratios(scores: dict[str, dict[str, Any]]) -> dict[str, dict[str, float]]:
     return out
 
 
+def sheet(images: torch.Tensor, path: Path) -> None:
+    """An 8-column PNG grid of uint8 N x C x H x W images, to look at beside the figures."""
+    from PIL import Image
+
+    n, c, h, w = images.shape
+    rows = -(-n // 8)
+    grid = torch.full((c, rows * (h + 2), 8 * (w + 2)), 255, dtype=torch.uint8)
+    for i, image in enumerate(images):
+        top, left = (i // 8) * (h + 2), (i % 8) * (w + 2)
+        grid[:, top : top + h, left : left + w] = image
+    array = grid.permute(1, 2, 0).numpy()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array[:, :, 0] if c == 1 else array).save(path)
+
+
 def spread(values: list[float]) -> dict[str, float]:
     return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
@@ -464,6 +485,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "aigc-bench")
     p.add_argument("--results", type=Path, default=RESULTS, help="where the record goes")
+    p.add_argument("--sheets", type=Path, help="write each arm's first 64 samples here (PNG)")
     p.add_argument(
         "--set",
         action="append",
@@ -519,16 +541,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     f"CPU s, load {figures['load_average']['mean']:.1f}",
                     flush=True,
                 )
-            budget = {
-                arm: score_arm(
-                    {
-                        p.stem: torch.from_numpy(np.load(p))
-                        for p in sorted((args.work / f"{arm}-{seed}").glob("*.npy"))
-                    },
-                    score,
-                )
-                for arm in arms
-            }
+            budget = {}
+            for arm in arms:
+                modes = {
+                    p.stem: torch.from_numpy(np.load(p))
+                    for p in sorted((args.work / f"{arm}-{seed}").glob("*.npy"))
+                }
+                budget[arm] = score_arm(modes, score)
+                if args.sheets:  # the first 64 samples, in the mode that was scored
+                    shown = modes[budget[arm].get("sampling", next(iter(modes)))]
+                    sheet(shown[:64], args.sheets / f"{args.data}-{args.size}-{arm}-{seed}.png")
             with_snapshots = {arm: a for arm, a in arms.items() if arm != "cascade"}
             reached = (
                 set.intersection(*(set(map(int, a["snapshots"])) for a in with_snapshots.values()))

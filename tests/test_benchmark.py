@@ -31,7 +31,7 @@ def test_quality_vs_dcgan_runs_the_arms_side_by_side_and_records_them(tmp_path: 
     args = ["--data", "pneumoniamnist", "--data-dir", str(DATA), "--minutes", "0.05"]
     args += ["--seeds", "0,1", "--samples", "100", "--inception-samples", "0"]
     args += ["--milestone", "64", "--cache", str(tmp_path), "--results", str(tmp_path)]
-    benchmark.main(args)
+    benchmark.main([*args, "--sheets", str(tmp_path / "sheets")])
     record = json.loads((tmp_path / "quality_vs_dcgan-pneumoniamnist-32.json").read_text())
     assert record["source"] == "written by benchmarks/quality_vs_dcgan.py"
     assert record["command"].startswith("python benchmarks/quality_vs_dcgan.py --data")
@@ -55,6 +55,8 @@ def test_quality_vs_dcgan_runs_the_arms_side_by_side_and_records_them(tmp_path: 
         assert equal["images_seen"] % 64 == 0
         assert equal["images_seen"] <= min(a["images_seen"] for a in arms.values())
         assert set(equal["scores"]) == set(arms)
+    sheets = sorted(p.name for p in (tmp_path / "sheets").glob("*.png"))
+    assert len(sheets) == 6 and "pneumoniamnist-32-dcgan-cond-1.png" in sheets
     summary = record["figures"]["budget"]["ratios"]["scenario/dcgan"]["fid_domain"]
     per_seed = [
         s["budget"]["ratios"]["scenario/dcgan"]["fid_domain"] for s in record["figures"]["seeds"]

@@ -27,7 +27,9 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-REFERENCE_LIMIT = 5000  # training images the filters compare against (memorisation, ...)
+# Training images the filters compare against (memorisation, ...): at most 5,000, and at
+# most 512 MiB of them as float, so at 256 px (768 KiB an image) about 680.
+REFERENCE_LIMIT, REFERENCE_BYTES = 5000, 512 * 2**20
 
 
 def lookup(plugins: Plugins, kind: Kind[T], name: str, where: str) -> Contribution[T]:
@@ -118,15 +120,17 @@ def reference_context(
     dataset: Dataset, train_idx: Any, device: str, cache_dir: Path
 ) -> FilterContext:
     """What the quality filters compare generated images against: up to REFERENCE_LIMIT
-    training images (a fixed random subset beyond that) and the run's domain classifier.
-    Its ``labels`` are empty: each batch puts its own in (``for_batch``)."""
+    training images that fit in REFERENCE_BYTES as float (a fixed random subset beyond
+    that) and the run's domain classifier. Its ``labels`` are empty: each batch puts its
+    own in (``for_batch``)."""
     import numpy as np
 
     from aigc_run.evaluation.classifier import DomainClassifier
 
     chosen = train_idx
-    if len(train_idx) > REFERENCE_LIMIT:
-        chosen = np.sort(np.random.default_rng(0).choice(train_idx, REFERENCE_LIMIT, replace=False))
+    limit = min(REFERENCE_LIMIT, REFERENCE_BYTES // (4 * dataset.images[0].size))
+    if len(train_idx) > limit:
+        chosen = np.sort(np.random.default_rng(0).choice(train_idx, limit, replace=False))
     reference = as_float(dataset, chosen, device)
     reference_labels = labels_of(dataset, chosen, device)
     return FilterContext(
