@@ -75,10 +75,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--results", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",")]
-    figures = {}
+    figures: dict[str, list[dict]] = {"runs": []}
     for size in sizes:
-        figures[str(size)] = measure(args.scenario, args.data, size, args)
-        print(size, figures[str(size)], flush=True)
+        figures["runs"].append({"size": size, **measure(args.scenario, args.data, size, args)})
+        print(figures["runs"][-1], flush=True)
     path = write_record(
         "peak_memory",
         figures,

@@ -60,7 +60,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))  # run as a script or loaded by a t
 
 import cascade  # noqa: E402
 import dcgan  # noqa: E402
-from records import RESULTS, write_record  # noqa: E402
+from records import RESULTS, commit, write_record  # noqa: E402
 
 DATASETS = {  # --data name -> (scenario, path under the data folder)
     "clothing": ("ecommerce", "clothing"),
@@ -510,6 +510,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if unknown:
         raise SystemExit(f"unknown arm(s) {unknown}: choose from {', '.join(ARMS)}")
     seeds = [int(s) for s in args.seeds.split(",")]
+    measured_at = commit()  # the arms run this code, whatever the checkout does meanwhile
 
     # Load (and cache) the data once before the arms start, so they all begin training.
     scenario, dataset, plugins = load(args.data, args.data_dir, args.cache, args.set, args.size)
@@ -600,6 +601,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         budget={"minutes_per_arm": args.minutes, "arms_at_once": len(args.arms)},
         threads=args.threads,
         argv=argv,
+        commit_measured=measured_at,
         name=f"quality_vs_dcgan-{args.data}-{args.size}",
         results=args.results,
         data=args.data,

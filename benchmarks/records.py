@@ -30,17 +30,20 @@ def write_record(
     budget: dict[str, Any],
     threads: int,
     argv: list[str],
+    commit_measured: str | None = None,
     name: str | None = None,
     results: Path = RESULTS,
     notes: Iterable[str] = (),
     **fields: Any,
 ) -> Path:
     """Write ``results/<name or benchmark>.json`` and return its path. ``argv``: the
-    script's arguments, which the record's command repeats."""
+    script's arguments, which the record's command repeats; ``commit_measured``: the
+    commit read when the measurement started (``commit()``), for a long run during which
+    the checkout may move on (default: the commit now)."""
     record = {
         "benchmark": benchmark,
         "source": f"written by benchmarks/{benchmark}.py",
-        "commit": commit(),
+        "commit": commit_measured or commit(),
         "date": datetime.date.today().isoformat(),
         "machine": machine(),
         "threads": threads,
