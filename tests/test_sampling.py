@@ -67,3 +67,21 @@ def test_compiled_sampling_draws_the_eager_images_to_a_grey_level(tmp_path: Path
         written[compiled] = np.stack([np.asarray(Image.open(f), dtype=np.int16) for f in files])
     assert written[True].shape == written[False].shape == (40, 16, 16, 3)
     assert np.abs(written[True] - written[False]).max() <= 1
+
+
+def test_the_contact_sheet_names_each_row_and_says_when_a_class_has_none(tmp_path: Path):
+    images = torch.full((6, 3, 32, 32), 40, dtype=torch.uint8)  # dark samples
+    labels = torch.tensor([0, 0, 0, 1, 1, 1])  # class 2 ("Hats") has none
+    path = tmp_path / "sheet.png"
+    sampling.contact_sheet(path, images, labels, 3, class_names=["Shoes", "Pants", "Hats"])
+    with Image.open(path) as sheet:
+        pixels = np.asarray(sheet.convert("L"))
+    grid_width = (8 * (32 + 2) + 2) * 3  # 32-px samples drawn at 96
+    margin = sheet.width - grid_width
+    assert margin > 20  # room for the names
+    row = sheet.height // 3
+    for r in range(3):  # each name is drawn in black in its row of the margin
+        assert (pixels[r * row : (r + 1) * row, :margin] < 50).any(), r
+    empty = pixels[2 * row : 3 * row, margin:]
+    assert ((empty > 100) & (empty < 160)).any()  # "none accepted", in grey
+    assert not (empty == 40).any()  # and no sample

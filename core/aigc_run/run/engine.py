@@ -154,7 +154,11 @@ def run_scenario(
         sheet = output_dir / "contact_sheet.png"
         if accepted is not None and len(accepted):
             sampling.contact_sheet(
-                sheet, accepted, torch.cat(result.accepted_labels), dataset.num_classes
+                sheet,
+                accepted,
+                torch.cat(result.accepted_labels),
+                dataset.num_classes,
+                class_names=dataset.class_names,
             )
         registry.add_evaluation(
             run_id, "acceptance-rate", result.accepted / max(result.generated, 1), checkpoint.id

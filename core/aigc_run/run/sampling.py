@@ -242,10 +242,12 @@ def contact_sheet(
     labels: torch.Tensor,
     num_classes: int,
     per_class: int = 8,
+    class_names: Sequence[str] = (),
 ) -> None:
-    """A PNG grid of accepted samples: one row per class (or 8 x 8 when unconditional),
-    each drawn 96 to 128 px wide (``writing.sheet_size``)."""
-    from PIL import Image
+    """A PNG grid of accepted samples: one row per class, its name on the left ("none
+    accepted" where a class has none), or 8 x 8 when unconditional; each sample drawn 96
+    to 128 px wide (``writing.sheet_size``)."""
+    from PIL import Image, ImageDraw
 
     if num_classes > 1:
         rows = [images[labels == c][:per_class] for c in range(num_classes)]
@@ -265,5 +267,18 @@ def contact_sheet(
     array = sheet.permute(1, 2, 0).numpy()
     picture = Image.fromarray(array[:, :, 0] if c == 1 else array)
     picture = picture.resize(*sheet_size(picture.width, picture.height, h))
+    names = list(class_names)[:num_classes] if num_classes > 1 else []
+    if names:  # a margin on the left with each row's class
+        draw = ImageDraw.Draw(picture)
+        margin = 8 + max(int(draw.textlength(name)) for name in names)
+        labelled = Image.new(picture.mode, (picture.width + margin, picture.height), 255)
+        labelled.paste(picture, (margin, 0))
+        draw, row_height = ImageDraw.Draw(labelled), picture.height / len(rows)
+        for r, name in enumerate(names):
+            middle = int((r + 0.5) * row_height)
+            draw.text((4, middle - 6), name, fill=0)
+            if len(rows[r]) == 0:
+                draw.text((margin + 4, middle - 6), "none accepted", fill=128)
+        picture = labelled
     path.parent.mkdir(parents=True, exist_ok=True)
     picture.save(path)
