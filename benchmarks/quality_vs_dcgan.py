@@ -12,8 +12,9 @@ CPU seconds and the load average it saw. The arms (the baselines are in dcgan.py
               through the engine's own training loop
   dcgan       pytorch/examples' DCGAN at --image-size, unconditional
   dcgan-cond  the same layers told the class (embedding in G, projection in D)
-  cascade     (not run by default) the scenario recipe at half the size, its samples
-              lifted 2x by an upscaler trained on the real images (cascade.py)
+  cascade     (not run by default) the scenario's half-size recipe with the gan family's
+              model.upscale = 2: G and D at half the size, an upscaler trained on the
+              real images lifting the samples
 Every arm draws --samples images whose classes follow the real data's proportions (the
 unconditional DCGAN cannot be told a class; its samples are scored as they come). They
 are scored against --samples real images: domain FID (the evaluation's domain network,
@@ -58,7 +59,6 @@ from safetensors.torch import load_file, save_file
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))  # run as a script or loaded by a test
 
-import cascade  # noqa: E402
 import dcgan  # noqa: E402
 from records import RESULTS, commit, write_record  # noqa: E402
 
@@ -233,24 +233,19 @@ def run_arm(arm: str, seed: int, args: argparse.Namespace) -> None:
                 snapshots[step * batch] = str(path)
         final = {"samples": generate(model, classes, seed)}
         recipe = {"model": scenario.model.model_dump(), "train": scenario.train.model_dump()}
-    elif arm == "cascade":  # half the size, then the upscaler: no snapshots
-        small, small_data, _ = load(args.data, args.data_dir, args.cache, args.set, args.size // 2)
-        small.train.seed = seed
-        batch = small.train.batch_size
-        sr_minutes = args.minutes * cascade.SR_SHARE
-        model, steps, seconds = train_scenario(
-            small, small_data, plugins, args.minutes - sr_minutes, args.device, folder
+    elif arm == "cascade":  # the gan family's model.upscale = 2, half-size settings
+        half, _, _ = load(args.data, args.data_dir, args.cache, args.set, args.size // 2)
+        overrides = [*args.set, "model.upscale=2", f"model.width={half.model.width}"]
+        scenario, dataset, plugins = load(
+            args.data, args.data_dir, args.cache, overrides, args.size
         )
-        started = time.monotonic()
-        upscaler = cascade.train_upscaler(dataset.images, sr_minutes, seed, args.device)
-        seconds += time.monotonic() - started
-        final = {"samples": cascade.upscale(upscaler, generate(model, classes, seed), args.device)}
-        recipe = {
-            "model": small.model.model_dump(),
-            "train": small.train.model_dump(),
-            "trained_at": args.size // 2,
-            "upscaler_minutes": sr_minutes,
-        }
+        scenario.train.seed = seed
+        batch = scenario.train.batch_size
+        model, steps, seconds = train_scenario(
+            scenario, dataset, plugins, args.minutes, args.device, folder
+        )
+        final = {"samples": generate(model, classes, seed)}
+        recipe = {"model": scenario.model.model_dump(), "train": scenario.train.model_dump()}
     else:
         batch, conditional = dcgan.BATCH, arm == "dcgan-cond"
 

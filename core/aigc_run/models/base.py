@@ -124,5 +124,3 @@ def uses_bf16(device: torch.device, precision: str) -> bool:
         and torch.cuda.is_available()
         and torch.cuda.is_bf16_supported()
     )
-
-

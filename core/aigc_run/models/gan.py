@@ -7,8 +7,9 @@ norm, a minibatch-std feature and a projection head for the class; or DCGAN's ow
 and an exponential moving average (EMA) of the generator for sampling, whose batch-norm
 statistics are re-measured after training. Options for small data and long runs, off by
 default: DiffAugment (``augment``), a lazy R1 penalty (``r1``), a separate D learning rate
-(``train.lr_d``). On CUDA the passes run under bfloat16 autocast in channels_last layout
-(``train.precision``); on the CPU nothing changes.
+(``train.lr_d``), and the cascade (``upscale``: G and D at a fraction of the image size, a
+learned upscaler to lift the samples, upscaler.py). On CUDA the passes run under bfloat16
+autocast in channels_last layout (``train.precision``); on the CPU nothing changes.
 
 Every key and its default is in ``GanOptions`` (the [model] section) and the scenario's
 ``TrainConfig`` ([train]); what each recipe scored is in docs/benchmarks.md."""
@@ -41,8 +42,10 @@ from aigc_run.models.base import (
     uses_bf16,
 )
 from aigc_run.models.generator import Generator, dcgan_init
+from aigc_run.models.upscaler import Upscaler, downscale
 from aigc_run.scenario import ModelConfig
 
+UPSCALER_LR = 1e-3  # the upscaler's Adam learning rate (a regression, not a game)
 R1_EVERY = 4  # lazy R1 (StyleGAN2): the penalty, scaled up, on every 4th D step only
 # prepare_sampling's BN statistics: 16 batches of 256 samples at 32 px and below; above,
 # batches of as many pixels (64 at 64 px), at least 16 samples each.
@@ -63,6 +66,10 @@ class GanOptions(ModelConfig):
     # transposed convs, D uses batch norm instead of spectral norm (see Discriminator).
     upsample: Literal["nearest", "transposed"] = "nearest"
     d_norm: Literal["spectral", "batch"] = "spectral"
+    # The cascade: G and D train at image_size / upscale, and a small upscaler, trained on
+    # the same real images (averaged down, against the originals), lifts every sample to
+    # the image size (upscaler.py). 1 = off.
+    upscale: Literal[1, 2, 4] = 1
 
 
 class MinibatchStd(nn.Module):
@@ -149,7 +156,13 @@ class Gan(GenerativeModel):
     def __init__(self, spec: ModelSpec):
         self.options = options = parse_options(spec, GanOptions)
         train = parse_train(spec)
-        levels = check_geometry(spec)
+        levels = check_geometry(spec) - int(math.log2(options.upscale))
+        if levels < 2:
+            raise ConfigError(
+                f"model.upscale: the GAN would train at {spec.image_size // options.upscale} "
+                "px, under the 16 px the built-in models need",
+                "lower model.upscale or raise data.image_size",
+            )
         self.latent_dim = options.latent_dim
         self.image_size = spec.image_size
         width = options.width
@@ -163,8 +176,11 @@ class Gan(GenerativeModel):
         self.discriminator = Discriminator(
             width, spec.channels, levels, self.classes, options.d_norm
         )
+        self.upscaler = Upscaler(spec.channels, options.upscale) if options.upscale > 1 else None
         # channels_last lets bf16 convs use tensor cores; on the CPU the layout stays as is.
-        for net in (self.generator, self.discriminator):
+        for net in (self.generator, self.discriminator, self.upscaler):
+            if net is None:
+                continue
             net.to(self.device)
             if self.bf16:  # torch's stubs lack Module.to's memory_format keyword
                 net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
@@ -175,11 +191,15 @@ class Gan(GenerativeModel):
         # the plain networks, so their format does not depend on the number of processes.
         self.generator_train: nn.Module = self.generator
         self.discriminator_train: nn.Module = self.discriminator
+        self.upscaler_train: nn.Module | None = self.upscaler
 
         lr, lr_d = train.lr, train.lr_d
         betas = (train.beta1, train.beta2)
         self.opt_g = adam(self.generator.parameters(), lr, betas)
         self.opt_d = adam(self.discriminator.parameters(), float(lr_d or lr), betas)
+        self.opt_sr = (
+            adam(self.upscaler.parameters(), UPSCALER_LR, betas) if self.upscaler else None
+        )
         self.step = 0
 
     # -- training ------------------------------------------------------------------------
@@ -203,6 +223,8 @@ class Gan(GenerativeModel):
             )
         self.generator_train = wrap(self.generator)
         self.discriminator_train = wrap(self.discriminator)
+        if self.upscaler is not None:
+            self.upscaler_train = wrap(self.upscaler)
         return True
 
     def _d(
@@ -224,7 +246,11 @@ class Gan(GenerativeModel):
         return F.softplus(sign * scores).mean()  # non-saturating: softplus(-x) = -log sigmoid(x)
 
     def train_step(self, images: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
-        """One D and one G update. Returns 0-dim tensors, read only when logged (no GPU wait)."""
+        """One D and one G update (and one of the upscaler, in a cascade). Returns 0-dim
+        tensors, read only when logged (no GPU wait)."""
+        full = images
+        if self.upscaler is not None:  # G and D see the images at their own, smaller size
+            images = downscale(full, self.upscaler.factor)
         n = images.shape[0]
         group = math.gcd(4, n)  # minibatch-std groups: 4 images, or what divides the batch
         if not self.classes:
@@ -278,15 +304,24 @@ class Gan(GenerativeModel):
         self.opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         self.opt_g.step()
-
-        self.step += 1
-        self._update_ema()
-        return {
+        losses = {
             "loss_d": loss_d.detach(),
             "loss_g": loss_g.detach(),
             "d_real": real_score.detach().mean(),
             "d_fake": fake_score.detach().mean(),
         }
+        if self.upscaler is not None and self.upscaler_train is not None and self.opt_sr:
+            with self._autocast():
+                small = downscale(full, self.upscaler.factor)
+                loss_sr = F.l1_loss(self.upscaler_train(small).float(), full.float())
+            self.opt_sr.zero_grad(set_to_none=True)
+            loss_sr.backward()
+            self.opt_sr.step()
+            losses["loss_upscaler"] = loss_sr.detach()
+
+        self.step += 1
+        self._update_ema()
+        return losses
 
     def _r1(self, images: torch.Tensor, labels: torch.Tensor, group: int) -> torch.Tensor | None:
         """R1 (Mescheder et al. 2018): the squared gradient of D at the real images.
@@ -361,20 +396,27 @@ class Gan(GenerativeModel):
                 labels = labels.to(self.device, torch.int64)
                 if not self.classes:
                     labels = torch.zeros_like(labels)
-                return net(noise, labels)  # N x C x H x W in [-1, 1] (tanh)
+                images = net(noise, labels)  # N x C x H x W in [-1, 1] (tanh)
+                if self.upscaler is not None:
+                    self.upscaler.eval()
+                    images = self.upscaler(images)  # N x C x fH x fW
+                return images
         finally:
             net.train(was_training)
 
     # -- checkpoints ---------------------------------------------------------------------
 
     def _parts(self) -> dict[str, Any]:
-        return {
+        parts = {
             "generator": self.generator,
             "generator_ema": self.generator_ema,
             "discriminator": self.discriminator,
             "optimizer_g": self.opt_g,
             "optimizer_d": self.opt_d,
         }
+        if self.upscaler is not None and self.opt_sr is not None:
+            parts |= {"upscaler": self.upscaler, "optimizer_upscaler": self.opt_sr}
+        return parts
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         state = flat_state(self._parts())
