@@ -222,7 +222,10 @@ def resolve(
         given.append(dotted.strip())
     if data_path is not None:
         tree.setdefault("data", {})["path"] = data_path
-    size = tree.get("data", {}).get("image_size", DataConfig.model_fields["image_size"].default)
+    data = tree.get("data")  # not yet validated: may be anything
+    size = DataConfig.model_fields["image_size"].default
+    if isinstance(data, Mapping):
+        size = data.get("image_size", size)
     for size_of_block, block in sizes.items():
         merged = _deep_copy(tree)
         for dotted, value in block:

@@ -12,7 +12,7 @@ from aigc_medical import plugin
 from aigc_run import DataRequest, Sample
 from aigc_run.contract import hookspecs
 from aigc_run.contract.kinds import KINDS
-from aigc_run.scenario import read_toml, validate
+from aigc_run.scenario import read_toml, resolve
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -53,7 +53,7 @@ def test_scenario_file_is_the_repository_copy_and_valid() -> None:
     assert scenario.path.is_symlink()
     assert not Path(os.readlink(scenario.path)).is_absolute()
     assert scenario.path.resolve() == (REPO / "scenarios" / "medical.toml").resolve()
-    parsed = validate(read_toml(scenario.path))
+    parsed = resolve(read_toml(scenario.path), environ={})  # its [sizes.N] blocks too
     assert parsed.name == "medical" and parsed.plugin == "medical"
     assert parsed.data.source == "scans" and parsed.data.image_size == 32
     assert parsed.preprocess.steps == ["normalize-intensity"]
