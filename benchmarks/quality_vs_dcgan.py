@@ -29,7 +29,8 @@ Equal images seen, beside equal wall clock: every --milestone images each arm ke
 snapshot; the largest milestone every arm reached in a seed is scored the same way, on
 --equal-samples generated images (Inception is the slow part of a run).
 
-Writes benchmarks/results/quality_vs_dcgan-<data>-<size>.json (``--results`` elsewhere).
+Writes benchmarks/results/quality_vs_dcgan-<data>-<size>.json (``--results`` elsewhere) after
+every seed, so a run stopped midway keeps the seeds it finished.
 FID on n images is biased upward by about c/n for every arm, which pulls ratios towards 1;
 KID is unbiased. Compare ratios, not figures with published tables (50,000 images).
 """
@@ -583,32 +584,32 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 }
             )
             print(json.dumps(per_seed[-1]["budget"]["ratios"], indent=2), flush=True)
+            # Written after every seed: a long run stopped midway keeps the seeds it finished.
+            path = write_record(
+                "quality_vs_dcgan",
+                {
+                    "budget": summarise(per_seed, "budget"),
+                    "equal_images": summarise(per_seed, "equal_images"),
+                    "seeds": per_seed,
+                },
+                seeds=[s["seed"] for s in per_seed],
+                budget={"minutes_per_arm": args.minutes, "arms_at_once": len(args.arms)},
+                threads=args.threads,
+                argv=argv,
+                commit_measured=measured_at,
+                name=f"quality_vs_dcgan-{args.data}-{args.size}",
+                results=args.results,
+                data=args.data,
+                image_size=args.size,
+                images=len(dataset.images),
+                classes=dataset.num_classes,
+                samples=args.samples,
+                inception_samples=inception_samples,
+                device=args.device,
+                scenario={"name": scenario.name, "overrides": args.set},
+            )
+            print(f"record ({len(per_seed)} of {len(seeds)} seeds): {path}", flush=True)
 
-    figures = {
-        "budget": summarise(per_seed, "budget"),
-        "equal_images": summarise(per_seed, "equal_images"),
-        "seeds": per_seed,
-    }
-    path = write_record(
-        "quality_vs_dcgan",
-        figures,
-        seeds=seeds,
-        budget={"minutes_per_arm": args.minutes, "arms_at_once": len(args.arms)},
-        threads=args.threads,
-        argv=argv,
-        commit_measured=measured_at,
-        name=f"quality_vs_dcgan-{args.data}-{args.size}",
-        results=args.results,
-        data=args.data,
-        image_size=args.size,
-        images=len(dataset.images),
-        classes=dataset.num_classes,
-        samples=args.samples,
-        inception_samples=inception_samples,
-        device=args.device,
-        scenario={"name": scenario.name, "overrides": args.set},
-    )
-    print(f"record: {path}")
     return json.loads(path.read_text())
 
 
