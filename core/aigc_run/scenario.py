@@ -68,6 +68,18 @@ class TrainConfig(_Section):
     max_loss: Annotated[float, Field(gt=0)] | None = 1e6
     # "auto" = bfloat16 autocast and channels_last on CUDA, float32 on the CPU.
     precision: Literal["auto", "fp32", "bf16"] = "auto"
+    # Start from a trained model instead of random weights: a run id (see aigc-run runs).
+    # Its networks, not its optimiser or step; classes are matched by name (run/transfer.py).
+    init_from: str | None = None
+    # Keep the discriminator's first N blocks (from the image side) as they start: FreezeD
+    # (Mo et al. 2020), for fine-tuning from init_from on a few images. gan family only.
+    freeze_d: Annotated[int, Field(ge=0, le=8)] = 0
+
+    @field_validator("init_from", mode="before")
+    @classmethod
+    def _run_id_as_text(cls, value: Any) -> Any:
+        # --set train.init_from=3 and init_from = 3 in TOML both read as a number
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
 
 class SampleConfig(_Section):

@@ -30,13 +30,26 @@ from aigc_run.settings import Settings
     metavar="SECTION.KEY=VALUE",
     help="Override a scenario value, e.g. --set train.steps=2000 (repeatable).",
 )
+@click.option(
+    "--init-from",
+    metavar="RUN_ID",
+    help="Start from a trained run's model instead of random weights (train.init_from).",
+)
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @NPROC
 def scenario(
-    name_or_file: str, data_path: str | None, overrides: tuple[str, ...], quiet: bool, nproc: int
+    name_or_file: str,
+    data_path: str | None,
+    overrides: tuple[str, ...],
+    init_from: str | None,
+    quiet: bool,
+    nproc: int,
 ) -> None:
     """Run a scenario by name (see `aigc-run scenarios`) or from a TOML file."""
     from aigc_run import scenario as scenarios_module
+
+    if init_from is not None:  # the same as --set train.init_from=..., and it wins over that
+        overrides = (*overrides, f"train.init_from={init_from}")
 
     if nproc > 1 and "WORLD_SIZE" not in os.environ:
         extra = [a for o in overrides for a in ("--set", o)]

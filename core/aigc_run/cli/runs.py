@@ -76,6 +76,14 @@ def runs_show(run_id: int, as_json: bool) -> None:
     if d.error:
         click.echo(f"  error: {d.error}")
     click.echo(f"  output: {d.output_dir}")
+    if d.parent:
+        click.echo(f"  started from: {d.started_from()}")
+    if d.dataset:
+        classes = ", ".join(d.dataset["classes"]) or "unlabelled"
+        click.echo(
+            f"  dataset: {d.dataset['images']} images, {d.dataset['channels']} channel(s), "
+            f"{d.dataset['image_size']} px; classes: {classes}"
+        )
     click.echo("  plugins: " + ", ".join(f"{k} {v}" for k, v in d.plugins.items()))
     for section in ("data", "model", "train", "sample", "filters"):
         click.echo(f"  {section}: {d.config.get(section)}")

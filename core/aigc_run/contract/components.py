@@ -272,6 +272,16 @@ class GenerativeModel(ABC):
         and ``--nproc`` > 1 is refused for it."""
         return False
 
+    def start_from(self, state: Mapping[str, torch.Tensor], classes: Sequence[int | None]) -> bool:
+        """Take the weights of a trained model of the same family and settings
+        (``train.init_from``): called once before the first step, with that model's
+        ``state_dict()``. ``classes[i]`` is the row of its class tables that this model's
+        class ``i`` matches by name, or None for a class it did not have. Take the networks'
+        weights, not the optimiser state or the step: training starts anew from them.
+        Return True once done. The default returns False: the family cannot start from a
+        trained model, and ``train.init_from`` is refused for it."""
+        return False
+
 
 @dataclass(frozen=True)
 class ModelFamily:

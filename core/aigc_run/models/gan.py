@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Annotated, Any, Literal
 
 import torch
@@ -30,6 +30,7 @@ from torch.nn.utils.parametrizations import spectral_norm
 
 from aigc_run.contract.components import GenerativeModel, ModelSpec
 from aigc_run.contract.errors import ConfigError
+from aigc_run.models import transfer
 from aigc_run.models.augment import augment
 from aigc_run.models.base import (
     adam,
@@ -109,6 +110,7 @@ class Discriminator(nn.Module):
         self.batch_norm = norm == "batch"
         wrap: Callable[[nn.Module], nn.Module] = (lambda m: m) if self.batch_norm else spectral_norm
         layers: list[nn.Module] = []
+        ends: list[int] = []
         c_in = channels
         for level in reversed(range(levels)):  # halves the size each time: H -> H/2 ... -> 4
             c_out = channels_at(width, level, levels)
@@ -116,8 +118,10 @@ class Discriminator(nn.Module):
             if self.batch_norm and c_in != channels:
                 layers.append(nn.BatchNorm2d(c_out))
             layers.append(nn.LeakyReLU(0.2, True))
+            ends.append(len(layers))
             c_in = c_out
         self.features = nn.Sequential(*layers)  # N x c0 x 4 x 4
+        self.block_ends = ends  # index in ``features`` after each block's activation
         self.mbstd = None if self.batch_norm else MinibatchStd()
         self.head = (
             nn.Identity()
@@ -140,6 +144,10 @@ class Discriminator(nn.Module):
             if embed is not None:  # N(0, 1) rows would swamp the score without spectral norm
                 nn.init.normal_(embed.weight, 0.0, 0.02)
         self.embed = wrap(embed) if embed is not None else None
+
+    def blocks(self, count: int) -> nn.Module:
+        """The first ``count`` blocks, from the image side (what train.freeze_d fixes)."""
+        return self.features[: self.block_ends[count - 1]] if count else nn.Sequential()
 
     def forward(self, images: torch.Tensor, labels: torch.Tensor, group: int) -> torch.Tensor:
         h = self.features(images)
@@ -195,8 +203,19 @@ class Gan(GenerativeModel):
 
         lr, lr_d = train.lr, train.lr_d
         betas = (train.beta1, train.beta2)
+        if train.freeze_d >= levels:
+            raise ConfigError(
+                f"train.freeze_d: the discriminator has {levels} blocks at this size; "
+                f"freezing {train.freeze_d} would leave none to train",
+                f"set train.freeze_d to at most {levels - 1}",
+            )
+        # FreezeD: D's first blocks keep the weights they start with (from train.init_from).
+        frozen = {id(p) for p in self.discriminator.blocks(train.freeze_d).parameters()}
+        self.d_trained = [p for p in self.discriminator.parameters() if id(p) not in frozen]
+        for p in self.discriminator.blocks(train.freeze_d).parameters():
+            p.requires_grad_(False)
         self.opt_g = adam(self.generator.parameters(), lr, betas)
-        self.opt_d = adam(self.discriminator.parameters(), float(lr_d or lr), betas)
+        self.opt_d = adam(self.d_trained, float(lr_d or lr), betas)
         self.opt_sr = (
             adam(self.upscaler.parameters(), UPSCALER_LR, betas) if self.upscaler else None
         )
@@ -293,10 +312,12 @@ class Gan(GenerativeModel):
 
         # G: make D call the fakes real. D is frozen meanwhile, which skips computing its
         # weight gradients; the gradient still flows through D to G.
-        self.discriminator.requires_grad_(False)
+        for p in self.d_trained:
+            p.requires_grad_(False)
         with self._autocast():
             fake_score = self._d(fake, labels, group)
-        self.discriminator.requires_grad_(True)
+        for p in self.d_trained:
+            p.requires_grad_(True)
         if self.options.loss == "hinge":
             loss_g = -fake_score.mean()
         else:
@@ -405,6 +426,35 @@ class Gan(GenerativeModel):
             net.train(was_training)
 
     # -- checkpoints ---------------------------------------------------------------------
+
+    def start_from(self, state: Mapping[str, torch.Tensor], classes: Sequence[int | None]) -> bool:
+        """G, its EMA copy, D and the upscaler from a trained gan's ``state``, class tables
+        matched through ``classes`` (models/transfer.py); the optimisers and step start anew."""
+        networks: dict[str, nn.Module] = {
+            "generator": self.generator,
+            "generator_ema": self.generator_ema,
+            "discriminator": self.discriminator,
+        }
+        if self.upscaler is not None:
+            networks["upscaler"] = self.upscaler
+        elif any(k.startswith("upscaler.") for k in state):
+            raise ConfigError(
+                "train.init_from: the trained model is a cascade (model.upscale > 1), this "
+                "one is not",
+                "set model.upscale as the trained model had it",
+            )
+        for name, net in networks.items():
+            own, trained = net.state_dict(), transfer.part(state, name)
+            if name.startswith("generator"):
+                taken = transfer.generator_state(own, trained, classes)
+            elif name == "discriminator":
+                taken = transfer.projection_state(own, trained, classes)
+            else:
+                taken = transfer.copy_matching(own, trained, name)
+            with torch.no_grad():
+                for key, value in net.state_dict().items():
+                    value.copy_(taken[key])
+        return True
 
     def _parts(self) -> dict[str, Any]:
         parts = {

@@ -27,6 +27,7 @@ from pydantic import ConfigDict, Field
 from torch import nn
 
 from aigc_run.contract.components import GenerativeModel, ModelSpec
+from aigc_run.contract.errors import ConfigError
 from aigc_run.models.base import (
     adam,
     channels_at,
@@ -86,6 +87,11 @@ class Vae(GenerativeModel):
         self.options = options = parse_options(spec, VaeOptions)
         train = parse_train(spec)
         levels = check_geometry(spec)
+        if train.freeze_d:
+            raise ConfigError(
+                "train.freeze_d: the vae family has no discriminator to freeze",
+                "set train.freeze_d=0, or use the gan family",
+            )
         self.latent_dim = options.latent_dim
         width = options.width
         self.classes = spec.num_classes if spec.conditional and spec.num_classes > 1 else 0

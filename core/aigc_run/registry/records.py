@@ -47,6 +47,20 @@ class RunDetail(RunSummary):
     metric_points: int
     samples: SampleCounts
     evaluations: Mapping[str, float]  # metric -> latest value
+    # the data it trained on: "images", "channels", "image_size", "classes" (names in label
+    # order); None until the data is loaded (and for runs recorded before it was kept)
+    dataset: Mapping[str, Any] | None = None
+    # the trained model the run started from (train.init_from): "source" (what was asked
+    # for), "run" (its id, or None), "checkpoint", "step", "sha256"; None for a fresh start
+    parent: Mapping[str, Any] | None = None
+
+    def started_from(self) -> str | None:
+        """Where the run's starting weights came from, in one line; None: random weights."""
+        p = self.parent
+        if p is None:
+            return None
+        where = f"run {p['run']}" if p.get("run") is not None else str(p["source"])
+        return f"{where}, checkpoint step {p['step']} (sha256 {str(p['sha256'])[:12]})"
 
 
 @dataclass(frozen=True)
@@ -66,5 +80,3 @@ class SampleInfo:
     scores: Mapping[str, float]  # quality filter name -> score
     accepted: bool
     reason: str | None
-
-

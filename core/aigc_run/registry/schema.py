@@ -93,6 +93,9 @@ class RunRow(Base):
     pid: Mapped[int]
     started_at: Mapped[datetime]
     ended_at: Mapped[datetime | None]
+    # once the data is loaded: {"images", "channels", "image_size", "classes" (label order)}
+    dataset: Mapped[dict[str, Any] | None]
+    parent: Mapped[dict[str, Any] | None]  # the trained model it started from (init_from)
 
 
 class MetricPointRow(Base):
@@ -158,5 +161,3 @@ class EvaluationRow(Base):
     metric: Mapped[str] = mapped_column(sa.String(200))
     value: Mapped[float | None]  # NULL is NaN, as for metric points
     created_at: Mapped[datetime] = mapped_column(default=now)
-
-

@@ -197,8 +197,10 @@ class Registry:
         plugins: dict[str, str],
         device: str,
         output_dir: str,
+        parent: Mapping[str, Any] | None = None,
     ) -> int:
-        """Record a new run of this process, status ``running``; returns its id."""
+        """Record a new run of this process, status ``running``; returns its id. ``parent``:
+        the trained model it starts from (see ``RunDetail.parent``)."""
         run = RunRow(
             scenario=scenario,
             config=config,
@@ -209,11 +211,17 @@ class Registry:
             hostname=socket.gethostname(),
             pid=os.getpid(),
             started_at=now(),
+            parent=dict(parent) if parent is not None else None,
         )
         with self._session() as s:
             s.add(run)
             s.flush()
             return run.id
+
+    def set_dataset(self, run_id: int, dataset: Mapping[str, Any]) -> None:
+        """Record what the run's data is (``RunDetail.dataset``), once it is loaded."""
+        with self._session() as s:
+            self._get(s, run_id).dataset = dict(dataset)
 
     def finish_run(self, run_id: int, status: str, error: str | None = None) -> None:
         """Set the final status (``completed``, ``failed`` or ``interrupted``) and end time."""
@@ -403,6 +411,8 @@ class Registry:
                 metric_points=points,
                 samples=samples,
                 evaluations=evaluations,
+                dataset=run.dataset,
+                parent=run.parent,
             )
 
     def metric_series(self, run_id: int) -> dict[str, list[tuple[int, float]]]:

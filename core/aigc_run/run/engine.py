@@ -24,7 +24,7 @@ from aigc_run.data import Dataset, load_dataset, resolve_source, resolve_steps
 from aigc_run.evaluation import describe
 from aigc_run.plugins import Plugins
 from aigc_run.registry import Registry
-from aigc_run.run import setup
+from aigc_run.run import setup, transfer
 from aigc_run.scenario import Scenario
 from aigc_run.settings import Settings
 
@@ -90,13 +90,22 @@ def run_scenario(
             "(continue one with `aigc-run resume RUN_ID`)"
         )
     config = scenario.model_dump(mode="json")
+    parent = None  # a resumed run has its weights in its own checkpoint
+    if scenario.train.init_from is not None and not resume:
+        parent = transfer.find(scenario.train.init_from, registry)
+        transfer.check_fits(parent, scenario, family)
     if resume:
         run_id = resume.run_id
         resume_id = registry.reopen_run(run_id, resume.step)
         say(f"run {run_id}: resuming scenario {scenario.name!r} from step {resume.step}")
     else:
         run_id = registry.create_run(
-            scenario.name, config, dict(plugins.versions), device, str(output_dir)
+            scenario.name,
+            config,
+            dict(plugins.versions),
+            device,
+            str(output_dir),
+            parent.record() if parent else None,
         )
     run = RunInfo(run_id, scenario.name, config, output_dir, device)
     say(f"run {run_id}: scenario {scenario.name!r} on {device}, writing to {output_dir}")
@@ -105,8 +114,11 @@ def run_scenario(
         dataset = load_dataset(plugins, scenario, settings.cache_dir, say, _item_progress(progress))
         dist.data_ready()  # the other ranks read it from the cache
         _describe_data(dataset, say)
+        registry.set_dataset(run_id, transfer.dataset_record(dataset))
         train_idx, held_idx = setup.split(dataset, scenario)
         model = setup.build_model(family, scenario, dataset, device)
+        if parent is not None:
+            transfer.start(model, parent, dataset, say)
         from aigc_run.run.training import resume_point, train
 
         start = None

@@ -1,0 +1,216 @@
+"""``train.init_from``: a run that starts from a trained model instead of random weights.
+
+The trained model is found and checked before the new run is recorded: the run exists and
+completed, its last checkpoint is intact (sha256), and it was trained with the same model
+family and image size and with networks of the same shape (a throwaway model built with
+the new settings takes its weights, on the CPU). Once the new data is loaded, its classes
+are matched by name (exactly, else ignoring case) and the model family takes the weights
+(``GenerativeModel.start_from``): a class the trained model had keeps what it learned, a
+new class starts from the mean of the trained model's classes (models/transfer.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from aigc_run.contract.components import GenerativeModel, ModelFamily, ModelSpec
+from aigc_run.contract.errors import AigcError, ConfigError
+from aigc_run.data import Dataset
+from aigc_run.plugins import Contribution
+from aigc_run.registry import Registry
+from aigc_run.scenario import Scenario
+
+
+@dataclass(frozen=True)
+class Parent:
+    """The trained model a run starts from, as the registry records it (``parent``)."""
+
+    source: str  # what train.init_from said
+    run: int | None
+    checkpoint: str
+    step: int
+    sha256: str
+    family: str
+    model: dict[str, Any]  # its [model] settings
+    dataset: dict[str, Any]  # images, channels, image_size, classes
+
+    def describe(self) -> str:
+        return f"run {self.run} (checkpoint step {self.step})"
+
+    def record(self) -> dict[str, Any]:
+        return {
+            k: v
+            for k, v in asdict(self).items()
+            if k in ("source", "run", "checkpoint", "step", "sha256")
+        }
+
+
+def find(source: str, registry: Registry) -> Parent:
+    """The trained model ``train.init_from`` names, checked; a ConfigError saying what is
+    wrong and what to do otherwise. Nothing is recorded."""
+    if not source.strip().isdigit():
+        raise ConfigError(
+            f"train.init_from: {source!r} is not a run id",
+            "give the id of a completed run (aigc-run runs lists them)",
+        )
+    run_id = int(source)
+    run = registry.get_run(run_id)  # a RegistryError naming the id when there is none
+    if run.status != "completed":
+        raise ConfigError(
+            f"train.init_from: run {run_id} is {run.status}, not completed",
+            f"start from a completed run, or finish this one first (aigc-run resume {run_id})",
+        )
+    if run.dataset is None or not run.checkpoints:
+        raise ConfigError(
+            f"train.init_from: run {run_id} recorded no data description or no checkpoint "
+            "(it ran before aigc-run kept them)",
+            "start from a run trained with this version of aigc-run",
+        )
+    step, location, digest = run.checkpoints[-1]
+    path = Path(location)
+    from aigc_run.checkpoints import sha256_of  # imports torch: only once it is needed
+
+    if not path.is_file():
+        raise ConfigError(
+            f"train.init_from: run {run_id}'s checkpoint {path} is missing",
+            "restore the file from a backup, or start from another run",
+        )
+    if sha256_of(path) != digest:
+        raise ConfigError(
+            f"train.init_from: run {run_id}'s checkpoint {path} no longer matches the sha256 "
+            "the registry recorded: it was changed or damaged after it was written",
+            "restore the file from a backup, or start from another run",
+        )
+    model = dict(run.config.get("model", {}))
+    return Parent(
+        source,
+        run_id,
+        str(path),
+        step,
+        digest,
+        str(model.get("family", "gan")),
+        model,
+        dict(run.dataset),
+    )
+
+
+def check_fits(parent: Parent, scenario: Scenario, family: Contribution[ModelFamily]) -> None:
+    """The new run's model can take ``parent``'s weights: same family, image size and
+    network shapes (a throwaway model on the CPU tries). Raises a ConfigError naming both."""
+    from aigc_run.checkpoints import load
+
+    if parent.family != scenario.model.family:
+        raise ConfigError(
+            f"train.init_from: {parent.describe()} is a {parent.family} model and this "
+            f"scenario trains a {scenario.model.family}",
+            f"set model.family={parent.family}, or start from a {scenario.model.family} run",
+        )
+    size = int(parent.dataset["image_size"])
+    if size != scenario.data.image_size:
+        raise ConfigError(
+            f"train.init_from: {parent.describe()} was trained at {size} px and this "
+            f"scenario trains at {scenario.data.image_size} px",
+            f"set data.image_size={size}, or start from a run trained at "
+            f"{scenario.data.image_size} px",
+        )
+    classes = list(parent.dataset["classes"])
+    spec = ModelSpec(
+        channels=int(parent.dataset["channels"]),
+        image_size=size,
+        num_classes=len(classes),
+        conditional=scenario.model.conditional,
+        options=scenario.model.model_dump(),
+        train=scenario.train.model_dump(),
+        device="cpu",
+    )
+    trial = family.item.create(spec)
+    try:
+        took = trial.start_from(load(Path(parent.checkpoint)), range(len(classes)) or [None])
+    except ConfigError as e:
+        differ = [
+            f"model.{k} is {parent.model.get(k)!r} there and {v!r} here"
+            for k, v in scenario.model.model_dump().items()
+            if k in parent.model and parent.model[k] != v
+        ]
+        raise ConfigError(
+            f"{e.message}; {parent.describe()}'s settings differ: {'; '.join(differ)}"
+            if differ
+            else e.message,
+            e.hint,
+        ) from None
+    if not took:
+        raise ConfigError(
+            f"train.init_from: the {family.item.name} model family cannot start from a trained "
+            "model",
+            "remove train.init_from, or use the gan family",
+        )
+
+
+def match_classes(trained: Sequence[str], names: Sequence[str]) -> list[int | None]:
+    """For each of ``names``, the index of the trained model's class of that name (exact,
+    else ignoring case), or None for a new class; ``[None]`` for unlabelled data."""
+    folded: dict[str, list[int]] = {}
+    for index, name in enumerate(trained):
+        folded.setdefault(name.casefold(), []).append(index)
+    matched: list[int | None] = []
+    for name in names:
+        if name in trained:
+            matched.append(list(trained).index(name))
+            continue
+        hits = folded.get(name.casefold(), [])
+        if len(hits) > 1:
+            raise ConfigError(
+                f"train.init_from: class {name!r} matches {len(hits)} classes of the trained "
+                f"model ({', '.join(trained[i] for i in hits)}), which differ only in case",
+                "rename the class folder to the exact name of one of them",
+            )
+        matched.append(hits[0] if hits else None)
+    return matched or [None]
+
+
+def start(
+    model: GenerativeModel,
+    parent: Parent,
+    dataset: Dataset,
+    say: Callable[[str], None],
+) -> None:
+    """Give ``model`` the trained model's weights, classes matched by name."""
+    from aigc_run.checkpoints import load
+
+    channels = int(dataset.images.shape[1])
+    if channels != int(parent.dataset["channels"]):
+        raise ConfigError(
+            f"train.init_from: {parent.describe()} was trained on {parent.dataset['channels']}"
+            f"-channel images and this data has {channels}",
+            "convert the images (grayscale or RGB) to match the trained model's",
+        )
+    trained = list(parent.dataset["classes"])
+    classes = match_classes(trained, dataset.class_names)
+    if not model.start_from(load(Path(parent.checkpoint)), classes):
+        raise AigcError(f"the model family cannot start from {parent.describe()}")
+    kept = [n for n, c in zip(dataset.class_names, classes, strict=False) if c is not None]
+    new = [n for n, c in zip(dataset.class_names, classes, strict=False) if c is None]
+    say(
+        f"starting from {parent.describe()}: "
+        + (f"classes {', '.join(kept)} from it" if kept else "")
+        + ("; " if kept and new else "")
+        + (
+            f"{', '.join(new) or 'the data'} new (from the mean of its {len(trained)} classes)"
+            if new or not kept
+            else ""
+        )
+    )
+
+
+def dataset_record(dataset: Dataset) -> dict[str, Any]:
+    """What the registry keeps about a run's data (``RunDetail.dataset``)."""
+    n, c, h, _ = dataset.images.shape
+    return {
+        "images": int(n),
+        "channels": int(c),
+        "image_size": int(h),
+        "classes": list(dataset.class_names),
+    }
