@@ -492,3 +492,50 @@ def test_the_upscaler_learns_to_undo_averaging():
 def test_a_cascade_below_16_px_is_a_config_error():
     with pytest.raises(ConfigError, match=r"model\.upscale"):
         make("gan", size=32, options={"upscale": 4})
+
+
+def test_augmentation_with_probability_p_changes_that_share_of_the_images():
+    from aigc_run.models.augment import augment
+
+    torch.manual_seed(0)
+    images = torch.rand(400, 3, 8, 8) * 2 - 1
+    assert torch.equal(augment(images, ["color"], torch.tensor(0.0)), images)
+    changed = (augment(images, ["color"], 0.25) != images).flatten(1).any(1).float().mean()
+    assert 0.15 < float(changed) < 0.35
+    assert (augment(images, ["color"], torch.tensor(1.0)) != images).flatten(1).any(1).all()
+
+
+def test_ada_raises_p_while_d_is_sure_of_the_reals_and_lowers_it_when_not():
+    from aigc_run.models.augment import AdaptiveProbability
+
+    ada = AdaptiveProbability(torch.device("cpu"), target=0.6, images_to_full=100)
+    for _ in range(3):
+        ada.update(torch.full((10,), 2.0))  # every real scored real: r = 1 > 0.6
+    assert float(ada.p) == pytest.approx(0.3)
+    ada.update(torch.tensor([1.0, -1.0]))  # r = 0 < 0.6
+    assert float(ada.p) == pytest.approx(0.28)
+    for _ in range(100):
+        ada.update(torch.full((10,), -1.0))
+    assert float(ada.p) == 0.0  # never below 0 (nor above 1)
+
+
+def test_a_gan_with_ada_logs_p_and_resumes_it_exactly(tmp_path: Path):
+    options = {"augment": ["color", "translation"], "augment_p": "ada"}
+    torch.manual_seed(0)
+    model = make("gan", options=options)
+    for step in range(3):
+        torch.manual_seed(step)
+        losses = model.train_step(*batch(8))
+    assert 0.0 <= float(losses["augment_p"]) <= 1.0
+    save_file(model.state_dict(), tmp_path / "c.safetensors")
+    again = make("gan", options=options)
+    again.load_state_dict(load_file(tmp_path / "c.safetensors"))
+    assert float(again.ada.p) == float(model.ada.p) > 0  # batches of noise: D is sure soon
+    for step in (3, 4):
+        torch.manual_seed(step)
+        model.train_step(*batch(8))
+        torch.manual_seed(step)
+        again.train_step(*batch(8))
+    assert _changed(again.state_dict(), model.state_dict()) == []
+    with pytest.raises(ConfigError, match="adapts the probability"):
+        make("gan", options={"augment_p": "ada"})

@@ -59,9 +59,37 @@ POLICIES: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
 }
 
 
-def augment(images: torch.Tensor, policies: Sequence[str]) -> torch.Tensor:
-    """Apply the named policies in DiffAugment's order: colour, translation, cutout."""
+def augment(
+    images: torch.Tensor, policies: Sequence[str], p: float | torch.Tensor = 1.0
+) -> torch.Tensor:
+    """Apply the named policies in DiffAugment's order: colour, translation, cutout; each
+    to every image, or with probability ``p`` (a number or a 0-dim tensor) to each image
+    on its own, as ADA does. ``p`` = 1 draws nothing more than the policies do."""
     for name in POLICIES:
         if name in policies:
-            images = POLICIES[name](images)
+            changed = POLICIES[name](images)
+            if isinstance(p, float) and p >= 1.0:
+                images = changed
+            else:
+                chosen = torch.rand(images.shape[0], 1, 1, 1, device=images.device) < p
+                images = torch.where(chosen, changed, images)
     return images
+
+
+class AdaptiveProbability:
+    """ADA's augmentation probability (Karras et al. 2020), steered by how sure D is of
+    the real images: r = E[sign(D(real))] rises towards 1 as D learns the training set by
+    heart. Every step p moves up when r is above ``target`` and down when below, by
+    ``batch / images_to_full`` so that p could go from 0 to 1 in ``images_to_full``
+    images; it stays in [0, 1]. Kept as a tensor on the device (no GPU wait) and saved in
+    checkpoints, so a resumed run continues with the same p."""
+
+    def __init__(self, device: torch.device, target: float, images_to_full: int) -> None:
+        self.p = torch.zeros((), device=device)
+        self.target = target
+        self.images_to_full = images_to_full
+
+    def update(self, real_scores: torch.Tensor) -> None:
+        r = real_scores.detach().float().sign().mean()
+        step = real_scores.shape[0] / self.images_to_full
+        self.p = (self.p + (r - self.target).sign() * step).clamp(0.0, 1.0)

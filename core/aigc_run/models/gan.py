@@ -6,9 +6,11 @@ norm, a minibatch-std feature and a projection head for the class; or DCGAN's ow
 (``upsample = "transposed"``, ``d_norm = "batch"``). Hinge or non-saturating loss, Adam,
 and an exponential moving average (EMA) of the generator for sampling, whose batch-norm
 statistics are re-measured after training. Options for small data and long runs, off by
-default: DiffAugment (``augment``), a lazy R1 penalty (``r1``), a separate D learning rate
-(``train.lr_d``), and the cascade (``upscale``: G and D at a fraction of the image size, a
-learned upscaler to lift the samples, upscaler.py). On CUDA the passes run under bfloat16
+default: DiffAugment (``augment``, with a fixed or adaptive probability, ``augment_p``), a
+lazy R1 penalty (``r1``), a separate D learning rate (``train.lr_d``), D's first blocks
+frozen (``train.freeze_d``, for fine-tuning from ``train.init_from``; transfer.py), and the
+cascade (``upscale``: G and D at a fraction of the image size, a learned upscaler to lift
+the samples, upscaler.py). On CUDA the passes run under bfloat16
 autocast in channels_last layout (``train.precision``); on the CPU nothing changes.
 
 Every key and its default is in ``GanOptions`` (the [model] section) and the scenario's
@@ -31,7 +33,7 @@ from torch.nn.utils.parametrizations import spectral_norm
 from aigc_run.contract.components import GenerativeModel, ModelSpec
 from aigc_run.contract.errors import ConfigError
 from aigc_run.models import transfer
-from aigc_run.models.augment import augment
+from aigc_run.models.augment import AdaptiveProbability, augment
 from aigc_run.models.base import (
     adam,
     channels_at,
@@ -47,6 +49,9 @@ from aigc_run.models.upscaler import Upscaler, downscale
 from aigc_run.scenario import ModelConfig
 
 UPSCALER_LR = 1e-3  # the upscaler's Adam learning rate (a regression, not a game)
+# ADA: p steers E[sign(D(real))] to 0.6, as in the paper; it could go from 0 to 1 in 20,000
+# images, where the paper takes 500,000: runs here are thousands of steps, not millions.
+ADA_TARGET, ADA_IMAGES = 0.6, 20_000
 R1_EVERY = 4  # lazy R1 (StyleGAN2): the penalty, scaled up, on every 4th D step only
 # prepare_sampling's BN statistics: 16 batches of 256 samples at 32 px and below; above,
 # batches of as many pixels (64 at 64 px), at least 16 samples each.
@@ -62,6 +67,9 @@ class GanOptions(ModelConfig):
     ema: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.999  # EMA decay of G; 0 = sample from G itself
     # DiffAugment policies applied to everything D sees (see augment.py); for small data sets.
     augment: list[Literal["color", "translation", "cutout"]] = Field(default_factory=list)
+    # The probability each image gets each policy: a number, or "ada" (adapted every step
+    # from how sure D is of the real images, ADA; logged as augment_p).
+    augment_p: Annotated[float, Field(ge=0.0, le=1.0)] | Literal["ada"] = 1.0
     r1: Annotated[float, Field(ge=0.0, le=1000.0)] = 0.0  # R1 penalty weight (gamma); 0 = off
     # DCGAN's layers, for data where they score better: G up-samples with 4x4 stride-2
     # transposed convs, D uses batch norm instead of spectral norm (see Discriminator).
@@ -185,6 +193,17 @@ class Gan(GenerativeModel):
             width, spec.channels, levels, self.classes, options.d_norm
         )
         self.upscaler = Upscaler(spec.channels, options.upscale) if options.upscale > 1 else None
+        if options.augment_p == "ada" and not options.augment:
+            raise ConfigError(
+                'model.augment_p: "ada" adapts the probability of model.augment\'s policies, '
+                "and none is set",
+                "set model.augment, e.g. --set \"model.augment=['color', 'translation']\"",
+            )
+        self.ada = (
+            AdaptiveProbability(self.device, ADA_TARGET, ADA_IMAGES)
+            if options.augment_p == "ada"
+            else None
+        )
         # channels_last lets bf16 convs use tensor cores; on the CPU the layout stays as is.
         for net in (self.generator, self.discriminator, self.upscaler):
             if net is None:
@@ -250,7 +269,8 @@ class Gan(GenerativeModel):
         self, images: torch.Tensor, labels: torch.Tensor, group: int, net: nn.Module | None = None
     ) -> torch.Tensor:
         if self.options.augment:
-            images = augment(images, self.options.augment)
+            p = self.ada.p if self.ada is not None else float(self.options.augment_p)
+            images = augment(images, self.options.augment, p)
         net = self.discriminator if net is None else net
         return net(images, labels, group).float()  # N, float32 for the losses
 
@@ -331,6 +351,9 @@ class Gan(GenerativeModel):
             "d_real": real_score.detach().mean(),
             "d_fake": fake_score.detach().mean(),
         }
+        if self.ada is not None:  # after both updates, so that D and G saw the same p
+            losses["augment_p"] = self.ada.p
+            self.ada.update(real_score)
         if self.upscaler is not None and self.upscaler_train is not None and self.opt_sr:
             with self._autocast():
                 small = downscale(full, self.upscaler.factor)
@@ -471,11 +494,15 @@ class Gan(GenerativeModel):
     def state_dict(self) -> dict[str, torch.Tensor]:
         state = flat_state(self._parts())
         state["step"] = torch.tensor(self.step, dtype=torch.int64)
+        if self.ada is not None:
+            state["augment_p"] = self.ada.p.detach().cpu().clone()
         return state
 
     def load_state_dict(self, state: Mapping[str, torch.Tensor]) -> None:
         load_flat_state(self._parts(), state)
         self.step = int(state["step"]) if "step" in state else 0
+        if self.ada is not None and "augment_p" in state:
+            self.ada.p = state["augment_p"].to(self.device, torch.float32)
 
 
 def _no_sync(net: nn.Module) -> contextlib.AbstractContextManager[Any]:
