@@ -1,0 +1,332 @@
+"""A new product line from a few photos: fine-tuning from a base model against training
+from scratch, with and without adaptive augmentation, side by side.
+
+    python benchmarks/few_shot.py --data clothing --held-out Skirt --minutes 5 --seeds 0,1,2
+    python benchmarks/few_shot.py --data pneumoniamnist --held-out pneumonia --minutes 5
+
+Protocol. A base model is trained once, on every class but the held-out one, for
+--base-minutes with all threads (not counted in the budget; cached under --cache). Then,
+for each number of photos N (--shots) and each seed, N photos of the held-out class are
+drawn and the rest of that class is the test set. The arms train at the same time, each in
+its own process with one thread (--threads), for --minutes each:
+  scratch        the scenario's recipe from random weights
+  finetune       the same recipe started from the base model (train.init_from), with
+                 train.freeze_d = --freeze-d
+  scratch-ada    the scratch arm with adaptive augmentation (model.augment_p = "ada"; the
+  finetune-ada   policies of --ada-policies when the recipe has none)
+Each arm draws --samples images, scored against the test photos: KID (unbiased at small
+N) and FID in the domain space (the evaluation's network, trained on the whole data set)
+and the memorisation rate (evaluation/memorisation.py: the share of samples closer to one
+of the N photos than unseen photos of the class ever are). Ratios ("finetune/scratch", ...)
+are per seed, below 1 the first arm wins; the record gives their median and spread.
+
+Writes benchmarks/results/few_shot-<data>-<held out>.json after every seed (``--results``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))  # run as a script or loaded by a test
+
+import quality_vs_dcgan as quality  # noqa: E402
+from records import RESULTS, commit, write_record  # noqa: E402
+
+ARMS = ("scratch", "finetune", "scratch-ada", "finetune-ada")
+PAIRS = (
+    ("finetune", "scratch"),
+    ("finetune-ada", "scratch-ada"),
+    ("scratch-ada", "scratch"),
+    ("finetune-ada", "finetune"),
+)
+
+
+def split(dataset: Any, held_out: str) -> tuple[Any, np.ndarray]:
+    """The base data (every class but ``held_out``, relabelled) and the held-out class's
+    image indices."""
+    names = [n.casefold() for n in dataset.class_names]
+    if held_out.casefold() not in names:
+        raise SystemExit(f"--held-out {held_out!r}: the classes are {dataset.class_names}")
+    held = names.index(held_out.casefold())
+    keep = dataset.labels != held
+    labels = dataset.labels[keep]
+    base = dataclasses.replace(
+        dataset,
+        images=dataset.images[keep],
+        labels=labels - (labels > held),
+        class_names=[n for i, n in enumerate(dataset.class_names) if i != held],
+    )
+    return base, np.flatnonzero(~keep)
+
+
+def new_line(dataset: Any, index: np.ndarray, name: str) -> Any:
+    """The photos ``index`` as a data set of one class, ``name``."""
+    return dataclasses.replace(
+        dataset,
+        images=dataset.images[index],
+        labels=np.zeros(len(index), np.int64),
+        class_names=[name],
+    )
+
+
+def train(
+    scenario: Any,
+    dataset: Any,
+    plugins: Any,
+    minutes: float,
+    folder: Path,
+    base: Path | None = None,
+    base_classes: list[str] | None = None,
+) -> tuple[Any, int]:
+    """Train through the engine's loop for ``minutes`` (from ``base``'s weights when given);
+    returns the model and the steps done. The final checkpoint is ``folder/checkpoints``."""
+    from aigc_run import checkpoints
+    from aigc_run.contract.components import RunInfo
+    from aigc_run.contract.kinds import MODEL_FAMILIES
+    from aigc_run.registry import Registry
+    from aigc_run.run.setup import build_model
+    from aigc_run.run.training import train as train_loop
+    from aigc_run.run.transfer import match_classes
+
+    scenario.train.steps = 10**9  # the budget stops it
+    scenario.train.max_minutes = minutes
+    scenario.train.checkpoint_every = 10**9
+    scenario.train.log_every = 500
+    family = plugins.contributions(MODEL_FAMILIES)[scenario.model.family]
+    registry = Registry(f"sqlite:///{folder}/benchmark.db")
+    config = scenario.model_dump(mode="json")
+    run_id = registry.create_run(scenario.name, config, {}, "cpu", str(folder))
+    model = build_model(family, scenario, dataset, "cpu")
+    if base is not None:
+        classes = match_classes(base_classes or [], dataset.class_names)
+        model.start_from(checkpoints.load(base), classes)
+    run = RunInfo(run_id, scenario.name, config, folder, "cpu")
+    last = train_loop(model, dataset.images, dataset.labels, scenario, run, plugins, registry)
+    registry.close()
+    return model, last.step
+
+
+def base_model(args: argparse.Namespace) -> tuple[Path, list[str], int]:
+    """The base model's checkpoint (trained now, or found in the cache), its classes and
+    steps."""
+    scenario, dataset, plugins = quality.load(
+        args.data, args.data_dir, args.cache, args.set, args.size
+    )
+    base, _ = split(dataset, args.held_out)
+    key = f"few-shot-base-{args.data}-{args.size}-{args.held_out}-{args.base_minutes:g}min"
+    folder = args.cache / key
+    found = sorted((folder / "checkpoints").glob("step-*.safetensors"))
+    if found:
+        return found[-1], base.class_names, int(found[-1].stem.split("-")[1])
+    folder.mkdir(parents=True, exist_ok=True)
+    print(f"training the base model on {len(base.images)} images for {args.base_minutes} min")
+    _, steps = train(scenario, base, plugins, args.base_minutes, folder)
+    (path,) = sorted((folder / "checkpoints").glob("step-*.safetensors"))
+    return path, base.class_names, steps
+
+
+def run_arm(arm: str, shots: int, seed: int, args: argparse.Namespace) -> None:
+    """One arm, in its own process: train, draw the samples, save them and its figures."""
+    torch.set_num_threads(args.threads)
+    overrides = list(args.set)
+    if arm.endswith("-ada"):
+        overrides.append('model.augment_p="ada"')
+    scenario, dataset, plugins = quality.load(
+        args.data, args.data_dir, args.cache, overrides, args.size
+    )
+    if arm.endswith("-ada") and not scenario.model.model_extra.get("augment"):
+        scenario.model.augment = args.ada_policies.split(",")  # type: ignore[attr-defined]
+    scenario.train.seed = seed
+    train_index, _ = photos(dataset, args.held_out, shots, seed)
+    line = new_line(dataset, train_index, args.held_out)
+    folder = args.work / f"{arm}-{shots}-{seed}"
+    folder.mkdir(parents=True, exist_ok=True)
+    watch, cpu, started = quality.LoadWatch(), time.process_time(), time.monotonic()
+    if arm.startswith("finetune"):
+        scenario.train.freeze_d = args.freeze_d
+        base = Path(args.base_checkpoint)
+        model, steps = train(
+            scenario, line, plugins, args.minutes, folder, base, args.base_classes.split("\n")
+        )
+    else:
+        model, steps = train(scenario, line, plugins, args.minutes, folder)
+    seconds = time.monotonic() - started
+    samples = quality.generate(model, torch.zeros(args.samples, dtype=torch.int64), seed)
+    np.save(folder / "samples.npy", samples.numpy())
+    figures = {
+        "arm": arm,
+        "steps": steps,
+        "seconds": round(seconds, 1),
+        "cpu_seconds": round(time.process_time() - cpu, 1),
+        "load_average": watch.stop(),
+        "recipe": {"model": scenario.model.model_dump(), "train": scenario.train.model_dump()},
+    }
+    (folder / "arm.json").write_text(json.dumps(figures, indent=2))
+
+
+def photos(dataset: Any, held_out: str, shots: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(training photos, test photos) of the held-out class for ``shots`` and ``seed``."""
+    _, index = split(dataset, held_out)
+    if shots >= len(index):
+        raise SystemExit(f"--shots {shots}: the class has only {len(index)} photos")
+    order = np.random.default_rng(seed).permutation(index)
+    return np.sort(order[:shots]), np.sort(order[shots:])
+
+
+def score(
+    samples: torch.Tensor, train: torch.Tensor, test: torch.Tensor, domain: Any
+) -> dict[str, float]:
+    """KID and FID of ``samples`` against ``test``, and the memorisation rate against
+    ``train``, in the domain space."""
+    from aigc_run.evaluation.memorisation import check
+    from aigc_run.evaluation.metrics import fid, kid
+
+    real, fake, seen = domain(test), domain(samples), domain(train)
+    remembered = check(seen, real, fake)
+    return {
+        "kid_domain": kid(real, fake, seed=0)[0],
+        "fid_domain": fid(real, fake),
+        "memorisation": remembered.rate,
+        "memorisation_floor": remembered.floor,
+    }
+
+
+def ratios(scores: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+    return {
+        f"{a}/{b}": {
+            key: scores[a][key] / scores[b][key]
+            for key in ("kid_domain", "fid_domain")
+            if scores[b][key] > 0
+        }
+        for a, b in PAIRS
+        if a in scores and b in scores
+    }
+
+
+def summarise(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
+    """Median and spread over the seeds, per number of photos, of each figure and ratio."""
+    summary: dict[str, Any] = {}
+    for shots in sorted({s["shots"] for s in per_seed}):
+        runs = [s for s in per_seed if s["shots"] == shots]
+        summary[str(shots)] = {}
+        for group in ("scores", "ratios"):
+            summary[str(shots)][group] = {
+                name: {
+                    key: quality.spread([r[group][name][key] for r in runs])
+                    for key in runs[0][group][name]
+                }
+                for name in runs[0][group]
+            }
+    return summary
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", choices=sorted(quality.DATASETS), default="clothing")
+    p.add_argument("--data-dir", type=Path, default=os.environ.get("AIGC_TEST_DATA"))
+    p.add_argument("--held-out", default="Skirt", help="the class the base model never sees")
+    p.add_argument("--image-size", dest="size", type=int, default=32)
+    p.add_argument("--shots", default="25,50,100", help="photos of the new class, per run")
+    p.add_argument("--minutes", type=float, default=5.0, help="training budget of each arm")
+    p.add_argument("--base-minutes", type=float, default=10.0)
+    p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("--arms", default=",".join(ARMS))
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--freeze-d", type=int, default=0, help="train.freeze_d of finetune arms")
+    p.add_argument("--ada-policies", default="color,translation")
+    p.add_argument("--samples", type=int, default=500)
+    p.add_argument("--cache", type=Path, default=Path("/tmp/aigc-bench"))
+    p.add_argument("--results", type=Path, default=RESULTS)
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE")
+    # internal: one arm, started by the parent
+    for name in ("--arm", "--shots-of-arm", "--seed-of-arm", "--work", "--base-checkpoint"):
+        p.add_argument(name, help=argparse.SUPPRESS)
+    p.add_argument("--base-classes", help=argparse.SUPPRESS)
+    return p
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    argv = sys.argv[1:] if argv is None else argv
+    args = parser().parse_args(argv)
+    if args.data_dir is None:
+        raise SystemExit("give --data-dir (or set AIGC_TEST_DATA)")
+    if args.arm:
+        args.work = Path(args.work)
+        run_arm(args.arm, int(args.shots_of_arm), int(args.seed_of_arm), args)
+        return {}
+    arms = [a for a in args.arms.split(",") if a]
+    if unknown := sorted(set(arms) - set(ARMS)):
+        raise SystemExit(f"unknown arm(s) {unknown}: choose from {', '.join(ARMS)}")
+    measured_at = commit()
+    checkpoint, base_classes, base_steps = base_model(args)
+    scenario, dataset, _ = quality.load(args.data, args.data_dir, args.cache, args.set, args.size)
+    from aigc_run.evaluation.features import domain_features
+
+    domain = domain_features(dataset.images, dataset.labels, dataset.num_classes, args.cache)
+    threads = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
+    per_seed: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory() as work:
+        for seed in [int(s) for s in args.seeds.split(",")]:
+            for shots in [int(s) for s in args.shots.split(",")]:
+                extra = ["--shots-of-arm", str(shots), "--seed-of-arm", str(seed)]
+                extra += ["--work", work, "--base-checkpoint", str(checkpoint)]
+                extra += ["--base-classes", "\n".join(base_classes)]
+                command = [sys.executable, __file__, *argv, *extra]
+                processes = {
+                    arm: subprocess.Popen([*command, "--arm", arm], env=threads)
+                    for arm in arms
+                }
+                if failed := [a for a, p in processes.items() if p.wait() != 0]:
+                    raise SystemExit(f"arm(s) {failed} of {shots} photos, seed {seed} failed")
+                train_index, test_index = photos(dataset, args.held_out, shots, seed)
+                train_photos = torch.from_numpy(dataset.images[train_index])
+                test_photos = torch.from_numpy(dataset.images[test_index])
+                figures, scores = {}, {}
+                for arm in arms:
+                    folder = Path(work) / f"{arm}-{shots}-{seed}"
+                    figures[arm] = json.loads((folder / "arm.json").read_text())
+                    samples = torch.from_numpy(np.load(folder / "samples.npy"))
+                    scores[arm] = score(samples, train_photos, test_photos, domain)
+                per_seed.append(
+                    {"seed": seed, "shots": shots, "test_photos": len(test_index),
+                     "arms": figures, "scores": scores, "ratios": ratios(scores)}
+                )  # fmt: skip
+                print(json.dumps({"seed": seed, "shots": shots, **per_seed[-1]["ratios"]}))
+            path = write_record(
+                "few_shot",
+                {"summary": summarise(per_seed), "runs": per_seed},
+                seeds=sorted({s["seed"] for s in per_seed}),
+                budget={"minutes_per_arm": args.minutes, "arms_at_once": len(arms),
+                        "base_minutes": args.base_minutes, "base_steps": base_steps},
+                threads=args.threads,
+                argv=argv,
+                commit_measured=measured_at,
+                name=f"few_shot-{args.data}-{args.held_out.casefold()}",
+                results=args.results,
+                data=args.data,
+                image_size=args.size,
+                held_out=args.held_out,
+                base_classes=base_classes,
+                samples=args.samples,
+                freeze_d=args.freeze_d,
+                scenario={"name": scenario.name, "overrides": args.set},
+            )  # fmt: skip
+            print(f"record ({len(per_seed)} runs): {path}", flush=True)
+    return json.loads(path.read_text())
+
+
+if __name__ == "__main__":
+    main()
