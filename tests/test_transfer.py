@@ -129,7 +129,7 @@ def test_init_from_refuses_a_misfit_before_recording_a_run(base, tmp_path: Path)
         assert "Traceback" not in output
         return output
 
-    assert "'latest' is not a run id" in refused("latest")
+    assert "'latest' is neither a run id nor a base model" in refused("latest")
     assert "no run with id 99" in refused("99")
     assert "trained at 16 px and this scenario trains at 32 px" in refused(
         str(base_id), "data.image_size=32"
@@ -205,3 +205,56 @@ def test_freeze_d_keeps_the_first_blocks_of_d_as_they_started() -> None:
     assert not all(torch.equal(a, b) for a, b in zip(trained, now, strict=True))
     with pytest.raises(ConfigError, match=r"train\.freeze_d: the discriminator has 3 blocks"):
         _gan(3, freeze_d=3)
+
+
+SHOP = """
+from pathlib import Path
+from aigc_run import BaseModel, hookimpl
+
+@hookimpl
+def register_base_models():
+    return [BaseModel(
+        "catalogue-16", "a tiny gan on three classes", Path({path!r}), sha256={sha!r},
+        family="gan", image_size=16, channels=3, classes=["Dress", "Shirt", "Shoes"],
+        model={{"width": 8, "latent_dim": 8}},
+    )]
+"""
+
+
+def test_a_plugin_offers_a_base_model_that_runs_start_from(
+    base, tmp_path: Path, install_plugin
+) -> None:
+    from aigc_run.checkpoints import sha256_of
+
+    scenario, base_id = base
+    registry = Registry(Settings().registry_url)
+    shipped = tmp_path / "shop-models" / "catalogue-16.safetensors"
+    shipped.parent.mkdir()
+    shipped.write_bytes(Path(registry.get_run(base_id).checkpoints[-1].path).read_bytes())
+    install_plugin("shop", SHOP.format(path=str(shipped), sha=sha256_of(shipped)))
+
+    code, output = _cli("plugins")
+    assert "base models: catalogue-16 (shop)" in output
+    code, output = _cli("plugins", "check", "shop")
+    assert code == 0, output
+    assert "base model 'catalogue-16': its checkpoint matches its sha256" in output
+
+    data = _folder(tmp_path / "new-line", {"Skirt": 6, "Shoes": 6})
+    args = ("scenario", str(scenario), "--data", str(data), "--quiet")
+    code, output = _cli(*args, "--init-from", "shop:catalogue-16")
+    assert code == 0, output
+    assert "starting from base model shop:catalogue-16: classes Shoes from it" in output
+    child = max(r.id for r in registry.list_runs())
+    assert "started from: base model shop:catalogue-16, checkpoint step 2" in _cli(
+        "runs", "show", str(child)
+    )[1]
+
+    runs = len(registry.list_runs())
+    code, output = _cli(*args, "--init-from", "shop:lace-16")
+    assert code != 0 and "installed base models: shop:catalogue-16" in output
+    shipped.write_bytes(shipped.read_bytes()[:-1] + b"\0")
+    code, output = _cli(*args, "--init-from", "catalogue-16")
+    assert code != 0 and "does not match the sha256 the plugin gives" in output
+    assert len(registry.list_runs()) == runs  # neither was recorded
+    code, output = _cli("plugins", "check", "shop")
+    assert code != 0 and "does not match its sha256" in output

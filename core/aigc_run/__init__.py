@@ -9,6 +9,7 @@ command needs them.
 __version__ = "0.1.0"
 
 from aigc_run.contract.components import (
+    BaseModel,
     DataRequest,
     DatasetSource,
     Download,
@@ -38,6 +39,7 @@ from aigc_run.contract.images import write_png
 
 __all__ = [
     "AigcError",
+    "BaseModel",
     "ConfigError",
     "DataError",
     "DataRequest",

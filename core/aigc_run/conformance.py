@@ -26,6 +26,7 @@ from typing import Any
 
 from aigc_run import __version__
 from aigc_run.contract.components import (
+    BaseModel,
     DataRequest,
     DatasetSource,
     FilterContext,
@@ -43,6 +44,7 @@ from aigc_run.contract.components import (
 )
 from aigc_run.contract.errors import AigcError, PluginCheckError, PluginError, describe
 from aigc_run.contract.kinds import (
+    BASE_MODELS,
     BY_HOOK,
     DATASETS,
     FILTERS,
@@ -167,6 +169,7 @@ class _Checker:
             METRICS: self.metric,
             MODEL_FAMILIES: self.model_family,
             SCENARIOS: self.scenario,
+            BASE_MODELS: self.base_model,
         }
         for kind in KINDS:  # datasets first: their images feed the rest
             for item in self.found.get(kind.hook, []):
@@ -347,6 +350,37 @@ class _Checker:
             self.problem(f"{where}: a copy loaded from state_dict() generates other images")
             return
         self.report.checked.append(f"{where}: trains a step, generates, reloads its state")
+
+    def base_model(self, item: BaseModel) -> None:
+        from aigc_run.checkpoints import load, sha256_of
+
+        where = f"base model {item.name!r}"
+        if sha256_of(item.checkpoint) != item.sha256:
+            self.problem(f"{where}: {item.checkpoint} does not match its sha256")
+            return
+        builtin = self.engine.contributions(MODEL_FAMILIES) if self.engine else {}
+        families = {n: c.item for n, c in builtin.items()}
+        families |= {f.name: f for f in self.found.get(MODEL_FAMILIES.hook, [])}
+        if item.family not in families:
+            self.problem(f"{where}: no model family {item.family!r} (from this plugin or aigc-run)")
+            return
+        classes = len(item.classes)
+        spec = ModelSpec(
+            channels=item.channels,
+            image_size=item.image_size,
+            num_classes=classes,
+            conditional=classes > 1,
+            options={"family": item.family, **item.model},
+            train={},
+            device="cpu",
+        )
+        model = families[item.family].create(spec)
+        if not model.start_from(load(item.checkpoint), list(range(classes)) or [None]):
+            self.problem(f"{where}: the {item.family} family cannot start from a trained model")
+            return
+        self.report.checked.append(
+            f"{where}: its checkpoint matches its sha256 and loads into a {item.family} model"
+        )
 
     def scenario(self, item: ScenarioFile) -> None:
         from aigc_run.scenario import read_toml, validate

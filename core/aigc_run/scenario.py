@@ -68,8 +68,9 @@ class TrainConfig(_Section):
     max_loss: Annotated[float, Field(gt=0)] | None = 1e6
     # "auto" = bfloat16 autocast and channels_last on CUDA, float32 on the CPU.
     precision: Literal["auto", "fp32", "bf16"] = "auto"
-    # Start from a trained model instead of random weights: a run id (see aigc-run runs).
-    # Its networks, not its optimiser or step; classes are matched by name (run/transfer.py).
+    # Start from a trained model instead of random weights: a run id (see aigc-run runs) or
+    # a plugin's base model, PLUGIN:NAME (aigc-run plugins lists them). Its networks, not
+    # its optimiser or step; classes are matched by name (run/transfer.py).
     init_from: str | None = None
     # Keep the discriminator's first N blocks (from the image side) as they start: FreezeD
     # (Mo et al. 2020), for fine-tuning from init_from on a few images. gan family only.

@@ -292,6 +292,29 @@ class ModelFamily:
     create: Callable[[ModelSpec], GenerativeModel]
 
 
+@dataclass(frozen=True)
+class BaseModel:
+    """A trained model a plugin offers to start runs from: ``--init-from PLUGIN:NAME``.
+
+    ``checkpoint`` is a safetensors file the plugin ships as package data (or that a user
+    built): a run's checkpoint. ``sha256`` is that file's digest; a file that no longer
+    matches it is refused. The rest describes how it was trained, so a run can be checked
+    against it before it is recorded: the family, the image size and channels, the class
+    names in label order, and its ``[model]`` settings (``aigc-run runs show RUN --json``
+    lists all of them for a run).
+    """
+
+    name: str
+    description: str
+    checkpoint: Path
+    sha256: str
+    family: str
+    image_size: int
+    channels: int
+    classes: Sequence[str] = ()  # () = unlabelled
+    model: Mapping[str, Any] = field(default_factory=dict)
+
+
 # ---------------------------------------------------------------------------------------
 # scenarios and runs
 # ---------------------------------------------------------------------------------------

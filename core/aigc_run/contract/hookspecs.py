@@ -21,6 +21,7 @@ import pluggy
 
 if TYPE_CHECKING:
     from aigc_run.contract.components import (
+        BaseModel,
         DatasetSource,
         FilteredBatch,
         Metric,
@@ -106,6 +107,15 @@ def register_scenarios() -> list[ScenarioFile] | None:
 
     Called once, when plugins load. They are listed by ``aigc-run scenarios`` and run by
     ``aigc-run scenario NAME``. Return ``None`` or ``[]`` to add nothing.
+    """
+
+
+@hookspec
+def register_base_models() -> list[BaseModel] | None:
+    """Return trained models that runs can start from (``--init-from PLUGIN:NAME``).
+
+    Called once, when plugins load. Each names a checkpoint file with its sha256 and how
+    it was trained. Return ``None`` or ``[]`` to add nothing.
     """
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from aigc_run.contract.components import (
+    BaseModel,
     DatasetSource,
     Metric,
     ModelFamily,
@@ -71,6 +72,21 @@ def _specific_problem(item: object) -> str:
         return f"ScenarioFile {item.name!r}: give a path or content"
     if isinstance(item, ScenarioFile) and item.path is not None and not item.path.is_file():
         return f"ScenarioFile {item.name!r}: {item.path} does not exist"
+    if isinstance(item, BaseModel):
+        return _base_model_problem(item)
+    return ""
+
+
+def _base_model_problem(item: BaseModel) -> str:
+    where = f"BaseModel {item.name!r}"
+    if not item.checkpoint.is_file():
+        return f"{where}: {item.checkpoint} does not exist"
+    if not re.fullmatch(r"[0-9a-f]{64}", item.sha256):
+        return f"{where}: sha256 must be 64 lower-case hex digits"
+    if item.channels not in (1, 3):
+        return f"{where}: channels must be 1 or 3, not {item.channels!r}"
+    if item.image_size < 8 or item.image_size & (item.image_size - 1):
+        return f"{where}: image_size must be a power of two, not {item.image_size!r}"
     return ""
 
 
@@ -81,6 +97,7 @@ MODEL_FAMILIES = Kind("model_families", "register_model_families", ModelFamily, 
 WRITERS = Kind("writers", "register_sample_writers", SampleWriter, "sample writer")
 METRICS = Kind("metrics", "register_metrics", Metric, "metric")
 SCENARIOS = Kind("scenarios", "register_scenarios", ScenarioFile, "scenario")
+BASE_MODELS = Kind("base_models", "register_base_models", BaseModel, "base model")
 
 #: Every kind, in the order the listings show them and conformance probes them (datasets
 #: first: the images they yield feed the preprocessor and filter probes).
@@ -92,5 +109,6 @@ KINDS: tuple[Kind[Any], ...] = (
     WRITERS,
     METRICS,
     SCENARIOS,
+    BASE_MODELS,
 )
 BY_HOOK = {kind.hook: kind for kind in KINDS}

@@ -59,7 +59,7 @@ class RunDetail(RunSummary):
         p = self.parent
         if p is None:
             return None
-        where = f"run {p['run']}" if p.get("run") is not None else str(p["source"])
+        where = f"run {p['run']}" if p.get("run") is not None else f"base model {p['source']}"
         return f"{where}, checkpoint step {p['step']} (sha256 {str(p['sha256'])[:12]})"
 
 

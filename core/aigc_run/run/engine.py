@@ -92,7 +92,7 @@ def run_scenario(
     config = scenario.model_dump(mode="json")
     parent = None  # a resumed run has its weights in its own checkpoint
     if scenario.train.init_from is not None and not resume:
-        parent = transfer.find(scenario.train.init_from, registry)
+        parent = transfer.find(scenario.train.init_from, registry, plugins)
         transfer.check_fits(parent, scenario, family)
     if resume:
         run_id = resume.run_id

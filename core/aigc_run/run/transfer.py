@@ -18,8 +18,9 @@ from typing import Any
 
 from aigc_run.contract.components import GenerativeModel, ModelFamily, ModelSpec
 from aigc_run.contract.errors import AigcError, ConfigError
+from aigc_run.contract.kinds import BASE_MODELS
 from aigc_run.data import Dataset
-from aigc_run.plugins import Contribution
+from aigc_run.plugins import Contribution, Plugins
 from aigc_run.registry import Registry
 from aigc_run.scenario import Scenario
 
@@ -38,6 +39,8 @@ class Parent:
     dataset: dict[str, Any]  # images, channels, image_size, classes
 
     def describe(self) -> str:
+        if self.run is None:
+            return f"base model {self.source}"
         return f"run {self.run} (checkpoint step {self.step})"
 
     def record(self) -> dict[str, Any]:
@@ -48,14 +51,12 @@ class Parent:
         }
 
 
-def find(source: str, registry: Registry) -> Parent:
-    """The trained model ``train.init_from`` names, checked; a ConfigError saying what is
-    wrong and what to do otherwise. Nothing is recorded."""
+def find(source: str, registry: Registry, plugins: Plugins) -> Parent:
+    """The trained model ``train.init_from`` names (a run id, or a plugin's base model:
+    ``PLUGIN:NAME`` or ``NAME``), checked; a ConfigError saying what is wrong and what to
+    do otherwise. Nothing is recorded."""
     if not source.strip().isdigit():
-        raise ConfigError(
-            f"train.init_from: {source!r} is not a run id",
-            "give the id of a completed run (aigc-run runs lists them)",
-        )
+        return _base_model(source, plugins)
     run_id = int(source)
     run = registry.get_run(run_id)  # a RegistryError naming the id when there is none
     if run.status != "completed":
@@ -94,6 +95,44 @@ def find(source: str, registry: Registry) -> Parent:
         str(model.get("family", "gan")),
         model,
         dict(run.dataset),
+    )
+
+
+def _base_model(source: str, plugins: Plugins) -> Parent:
+    """The base model ``source`` names, its file checked against its sha256."""
+    plugin, _, name = source.rpartition(":")
+    found = plugins.contributions(BASE_MODELS)
+    offered = ", ".join(f"{c.plugin}:{n}" for n, c in sorted(found.items())) or "none"
+    if name not in found or plugin not in ("", found[name].plugin):
+        raise ConfigError(
+            f"train.init_from: {source!r} is neither a run id nor a base model",
+            f"give a completed run's id (aigc-run runs lists them) or a base model; "
+            f"installed base models: {offered}",
+        )
+    item, plugin = found[name].item, found[name].plugin
+    from aigc_run.checkpoints import metadata, sha256_of
+
+    path = Path(item.checkpoint)
+    if sha256_of(path) != item.sha256:
+        raise ConfigError(
+            f"train.init_from: base model {plugin}:{name}'s checkpoint {path} does not match "
+            "the sha256 the plugin gives: it was changed or damaged",
+            f"reinstall the plugin (pip install --force-reinstall aigc-{plugin})",
+        )
+    return Parent(
+        f"{plugin}:{name}",
+        None,
+        str(path),
+        int(metadata(path).get("step", "0")),
+        item.sha256,
+        item.family,
+        dict(item.model),
+        {
+            "images": None,
+            "channels": item.channels,
+            "image_size": item.image_size,
+            "classes": list(item.classes),
+        },
     )
 
 
