@@ -123,13 +123,19 @@ def test_corrupt_and_fake_images_are_skipped_and_counted(tmp_path):
 
 
 def test_runs_lists_and_shows(tmp_path):
-    run_cli("scenario", "medical", *TINY, "--set", "data.options.demo_count=60")
+    loud = [a for a in TINY if a != "--quiet"]
+    done = run_cli("scenario", "medical", *loud, "--set", "train.steps=20",
+                   "--set", "data.options.demo_count=60")  # fmt: skip
+    # Not a terminal: progress is a plain line every tenth of the work, never a bar.
+    log = done.stdout + done.stderr
+    assert "train: 2/20 step (10%)" in done.stderr and "train: 20/20 step (100%)" in log
+    assert "\r" not in log and len(log.splitlines()) < 60
     listing = run_cli("runs")
     assert listing.returncode == 0 and "medical" in listing.stdout
     run_id = listing.stdout.split()[0]
     shown = run_cli("runs", "show", run_id)
     assert shown.returncode == 0, shown.stderr
-    assert "[completed]" in shown.stdout and "checkpoint step 3" in shown.stdout
+    assert "[completed]" in shown.stdout and "checkpoint step 20" in shown.stdout
     assert_short_error(run_cli("runs", "show", "999"), "no run with id 999")
 
 
@@ -137,6 +143,24 @@ def test_runs_lists_and_shows(tmp_path):
 def test_scenarios_lists_both_verticals(name):
     result = run_cli("scenarios")
     assert name in result.stdout
+
+
+def test_scenarios_line_up_whatever_the_length_of_a_name(install_plugin):
+    install_plugin(
+        "bakery",
+        """
+        from aigc_run import ScenarioFile, hookimpl
+
+        @hookimpl
+        def register_scenarios():
+            content = {"name": "loaves", "data": {"source": "products"}}
+            return [ScenarioFile("sourdough-loaves-at-64-px", "long-named", content=content)]
+        """,
+    )
+    lines = run_cli("scenarios").stdout.splitlines()
+    assert len(lines) == 3 and lines[-1].endswith("long-named")
+    descriptions = [line.split("  ")[-1].strip() for line in lines]
+    assert len({len(line) - len(d) for line, d in zip(lines, descriptions, strict=True)}) == 1
 
 
 #: Trains a tiny GAN until it is stopped, every step recorded: the signal tests do not

@@ -16,6 +16,7 @@ from typing import Any
 
 import click
 
+from aigc_run.cli.progress import progress_bars
 from aigc_run.settings import Settings
 
 JSON_HELP = "Print JSON, for scripts."
@@ -41,15 +42,6 @@ def open_registry() -> Any:
     registry = Registry(Settings().registry_url)
     registry.reap_dead_runs()  # a run whose process was killed shows as interrupted, not running
     return registry
-
-
-def progress_bars(quiet: bool) -> Any:
-    from tqdm.auto import tqdm
-
-    def progress(*args: Any, **kwargs: Any) -> Any:
-        return tqdm(*args, disable=quiet, dynamic_ncols=True, **kwargs)
-
-    return progress
 
 
 def output(main_rank: bool, quiet: bool) -> tuple[Any, Any]:

@@ -30,8 +30,7 @@ def plugins(ctx: click.Context, as_json: bool) -> None:
         found = loaded.contributions(kind)
         if found:
             click.echo(
-                f"{kind.label}: "
-                + ", ".join(f"{n} ({c.plugin})" for n, c in sorted(found.items()))
+                f"{kind.label}: " + ", ".join(f"{n} ({c.plugin})" for n, c in sorted(found.items()))
             )
 
 
@@ -97,8 +96,11 @@ def scenarios(as_json: bool) -> None:
         return
     if not found:
         click.echo("no scenarios installed: pip install aigc-ecommerce or aigc-medical")
-    for name, contribution in sorted(found.items()):
-        click.echo(f"{name:<20} {contribution.plugin:<14} {contribution.item.description}")
+    names = max((len(n) for n in found), default=0)
+    plugins = max((len(c.plugin) for c in found.values()), default=0)
+    for name, contribution in sorted(found.items()):  # columns as wide as their longest
+        plugin, description = contribution.plugin, contribution.item.description
+        click.echo(f"{name:<{names}}  {plugin:<{plugins}}  {description}")
 
 
 def plugins_json(loaded: Any) -> dict[str, Any]:

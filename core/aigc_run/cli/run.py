@@ -142,15 +142,19 @@ def sample(
     folder = folder or default_folder(trained, "samples")
     result = sample_more(trained, plugins, count, seed, folder)
     click.echo(
-        f"{result.accepted} samples of {result.generated} drawn (run {run_id}, checkpoint "
+        f"{samples(result.accepted)} of {result.generated} drawn (run {run_id}, checkpoint "
         f"step {trained.step}, seed {seed}) in {folder}; manifest: {folder / 'manifest.csv'}"
     )
 
 
+def samples(count: int) -> str:
+    return f"{count} sample" if count == 1 else f"{count} samples"
+
+
 def _report_result(result: Any) -> None:
     click.echo(
-        f"run {result.run_id} completed in {result.seconds:.0f} s: {result.accepted} "
-        f"samples in {result.output_dir / 'samples'}"
+        f"run {result.run_id} completed in {result.seconds:.0f} s: {samples(result.accepted)} "
+        f"in {result.output_dir / 'samples'}"
     )
     click.echo(f"manifest: {result.output_dir / 'manifest.csv'}")
     if result.accepted:
