@@ -84,10 +84,12 @@ def test_scaffold_writes_a_complete_package(tmp_path):
     assert "$" not in "".join(p.read_text() for p in written)
 
 
-def test_a_scaffolded_plugin_passes_ruff_as_its_author_runs_it(tmp_path):
+@pytest.mark.parametrize("name", ["weave", "handwritten-digits-from-postal-envelopes"])
+def test_a_scaffolded_plugin_passes_ruff_as_its_author_runs_it(tmp_path, name):
     # In the author's own folder, with the ruff settings the scaffold writes: aigc_run is a
     # third-party package there and the plugin's the first-party one, and imports sort so.
-    _, folder, _ = new_plugin("weave", tmp_path / "aigc-weave")
+    # Names run to 40 characters: the lines that carry one still fit in 100.
+    _, folder, _ = new_plugin(name, tmp_path / f"aigc-{name}")
     ruff = Path(sys.executable).parent / "ruff"
     result = subprocess.run(
         [str(ruff), "check", "."],
