@@ -286,3 +286,24 @@ def test_disabled_plugin_scenario_is_explained(tiles, monkeypatch):
 
 def test_builtin_families_available_without_plugins():
     assert set(Plugins(load_entry_points=False).contributions(MODEL_FAMILIES)) >= {"gan", "vae"}
+
+
+@pytest.mark.parametrize(
+    ("sets", "message"),
+    [
+        (["data.image_size=8"], "data.image_size: the built-in models need a power of two"),
+        (["data.image_size=48"], "data.image_size: the built-in models need a power of two"),
+        (["model.family=vae"], "model.upsample: unknown setting for the vae family"),
+        (["model.upscale=4", "data.image_size=32"], "the GAN would train at 8 px"),
+        (["train.freeze_d=5"], "train.freeze_d: the discriminator has 3 blocks"),
+    ],
+)
+def test_a_setting_the_model_refuses_fails_before_a_run_is_recorded(aigc_home, sets, message):
+    from aigc_run.registry import Registry
+    from aigc_run.settings import Settings
+
+    args = ["scenario", "ecommerce", *(a for s in sets for a in ("--set", s))]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2, result.output
+    assert message in result.output and "Hint:" in result.output
+    assert Registry(Settings().registry_url).list_runs() == []

@@ -1,9 +1,10 @@
 """A run from start to end: resolve, record, load, train, sample, evaluate, finish.
 
-Every component is resolved before the run is recorded, so a misspelt name fails at once
-and leaves nothing behind. From the moment the run is recorded, any error (or Ctrl-C)
-marks it failed (or interrupted) in the registry, tells the ``on_run_error`` observers and
-is re-raised: a run is never left "running".
+Every component is resolved, and the model built once on the CPU, before the run is
+recorded, so a misspelt name or a setting the model refuses (an image size it cannot
+draw) fails at once and leaves nothing behind. From the moment the run is recorded, any
+error (or Ctrl-C) marks it failed (or interrupted) in the registry, tells the
+``on_run_error`` observers and is re-raised: a run is never left "running".
 """
 
 from __future__ import annotations
@@ -62,9 +63,10 @@ def run_scenario(
     """Run ``scenario`` from start to end; with ``resume``, continue that stopped run."""
     started = time.monotonic()
     setup.check_plugin(scenario, plugins)
-    resolve_source(plugins, scenario)
+    source = resolve_source(plugins, scenario)
     resolve_steps(plugins, scenario)
     family = setup.lookup(plugins, MODEL_FAMILIES, scenario.model.family, "model.family")
+    setup.check_model(family, scenario, source.item.channels)
     writer = setup.lookup(plugins, WRITERS, scenario.output.writer, "output.writer")
     metrics = [
         setup.lookup(plugins, METRICS, name, "evaluate.metrics")

@@ -103,6 +103,24 @@ def build_model(
     return model
 
 
+def check_model(
+    family: Contribution[ModelFamily], scenario: Scenario, channels: int
+) -> None:
+    """Build the family's model once on the CPU, before the run is recorded, so that an
+    image size or a model setting it refuses fails at once and leaves no failed run in the
+    registry. ``channels``: what the dataset source yields; classes are not known yet."""
+    spec = ModelSpec(
+        channels=channels,
+        image_size=scenario.data.image_size,
+        num_classes=2,
+        conditional=scenario.model.conditional,
+        options=scenario.model.model_dump(),
+        train=scenario.train.model_dump(),
+        device="cpu",
+    )
+    family.item.create(spec)
+
+
 def as_float(dataset: Dataset, index: Any, device: str) -> torch.Tensor:
     """Images ``index`` as float in [0, 1] on ``device``, as quality filters take them."""
     import torch
