@@ -57,7 +57,7 @@ def main() -> None:
         labels = torch.from_numpy(dataset.labels[train_idx])
 
         (gan,) = [f for f in register_model_families() if f.name == "gan"]
-        spec = ModelSpec(1, 32, 2, True, scenario.model.model_dump(), {}, "cpu")
+        spec = ModelSpec(1, 32, 2, True, scenario.model.for_family(), {}, "cpu")
         torch.manual_seed(0)
         asked = torch.arange(args.generated) % 2
         generated = draw(gan.create(spec), asked, 0, "cpu")

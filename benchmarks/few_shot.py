@@ -48,6 +48,7 @@ from records import RESULTS, commit, write_record  # noqa: E402
 ARMS = ("scratch", "finetune", "scratch-ada", "finetune-ada")
 PAIRS = (
     ("finetune", "scratch"),
+    ("finetune-ada", "scratch"),
     ("finetune-ada", "scratch-ada"),
     ("scratch-ada", "scratch"),
     ("finetune-ada", "finetune"),

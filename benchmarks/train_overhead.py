@@ -64,7 +64,7 @@ def new_model(plugins: Any, scenario: Any, args: argparse.Namespace) -> Any:
         image_size=args.image_size,
         num_classes=CLASSES,
         conditional=True,
-        options=scenario.model.model_dump(),
+        options=scenario.model.for_family(),
         train=scenario.train.model_dump(),
         device=args.device,
     )

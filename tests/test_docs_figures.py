@@ -191,6 +191,11 @@ DEFAULT_STEPS = re.compile(
 def code_default(section_name: str, key: str) -> Any:
     config = Scenario.model_fields[section_name].annotation
     assert isinstance(config, type), section_name
+    if section_name == "model" and key not in config.model_fields:  # a family's own key
+        from aigc_run.models.gan import GanOptions
+        from aigc_run.models.vae import VaeOptions
+
+        config = GanOptions if key in GanOptions.model_fields else VaeOptions
     return config.model_fields[key].get_default(call_default_factory=True)
 
 

@@ -293,7 +293,7 @@ def test_builtin_families_available_without_plugins():
     [
         (["data.image_size=8"], "data.image_size: the built-in models need a power of two"),
         (["data.image_size=48"], "data.image_size: the built-in models need a power of two"),
-        (["model.family=vae"], "model.upsample: unknown setting for the vae family"),
+        (["model.family=vae", "model.r1=1"], "model.r1: unknown setting for the vae family"),
         (["model.upscale=4", "data.image_size=32"], "the GAN would train at 8 px"),
         (["train.freeze_d=5"], "train.freeze_d: the discriminator has 3 blocks"),
     ],
@@ -307,3 +307,22 @@ def test_a_setting_the_model_refuses_fails_before_a_run_is_recorded(aigc_home, s
     assert result.exit_code == 2, result.output
     assert message in result.output and "Hint:" in result.output
     assert Registry(Settings().registry_url).list_runs() == []
+
+
+@pytest.mark.parametrize("name", ["ecommerce", "medical"])
+def test_each_shipped_scenario_trains_a_vae_with_one_setting(aigc_home, name):
+    from aigc_run.registry import Registry
+    from aigc_run.settings import Settings
+
+    sets = ["model.family=vae", "train.steps=2", "train.batch_size=4", "data.image_size=16"]
+    sets += ["model.width=8", "sample.count=4", "evaluate.metrics=[]"]
+    sets += ["data.options.demo_count=40"]
+    args = ["scenario", name, "--quiet", *(a for s in sets for a in ("--set", s))]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    (run,) = Registry(Settings().registry_url).list_runs()
+    assert run.status == "completed"
+    checkpoint = Registry(Settings().registry_url).get_run(run.id).checkpoints[-1].path
+    from safetensors.torch import load_file
+
+    assert any(k.startswith("encoder.") for k in load_file(checkpoint))  # a vae was trained

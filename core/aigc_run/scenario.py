@@ -42,11 +42,24 @@ class PreprocessConfig(_Section):
 
 
 class ModelConfig(_Section):
+    """[model]: the keys every family takes, and each family's own keys, in a table named
+    after the family (``[model.gan]``, ``[model.vae]``: only the chosen family's is read,
+    so ``--set model.family=vae`` switches family in one setting) or flat beside the shared
+    keys (then they are the chosen family's, and beat its table: ``--set model.loss=hinge``
+    changes what ``[model.gan]`` says)."""
+
     model_config = ConfigDict(extra="allow", validate_assignment=True)  # family-specific keys
     family: str = "gan"
     conditional: bool = True
     latent_dim: Annotated[int, Field(ge=2, le=1024)] = 64
     width: Annotated[int, Field(ge=8, le=1024)] = 32
+
+    def for_family(self) -> dict[str, Any]:
+        """The settings the chosen family is built with: its own table, with the shared
+        and flat keys laid over it; the other families' tables left out."""
+        values = self.model_dump()
+        tables = {k: v for k, v in values.items() if isinstance(v, dict)}
+        return tables.get(self.family, {}) | {k: v for k, v in values.items() if k not in tables}
 
 
 class TrainConfig(_Section):

@@ -221,7 +221,9 @@ class ModelSpec:
     image_size: int  # a power of two, >= 16
     num_classes: int  # 0 or 1 = unconditional
     conditional: bool
-    options: Mapping[str, Any]  # the scenario's [model] section, family-specific keys included
+    # the scenario's [model] keys for this family: the shared ones and its own (its table,
+    # [model.gan], merged in; other families' tables left out)
+    options: Mapping[str, Any]
     train: Mapping[str, Any]  # the scenario's [train] section (learning rates, betas, ...)
     device: str  # "cpu", "cuda", "cuda:1"
 

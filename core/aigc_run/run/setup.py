@@ -87,7 +87,7 @@ def build_model(
         image_size=int(dataset.images.shape[2]),
         num_classes=dataset.num_classes,
         conditional=scenario.model.conditional and dataset.num_classes > 1,
-        options=scenario.model.model_dump(),
+        options=scenario.model.for_family(),
         train=scenario.train.model_dump(),
         device=device,
     )
@@ -114,7 +114,7 @@ def check_model(
         image_size=scenario.data.image_size,
         num_classes=2,
         conditional=scenario.model.conditional,
-        options=scenario.model.model_dump(),
+        options=scenario.model.for_family(),
         train=scenario.train.model_dump(),
         device="cpu",
     )

@@ -22,7 +22,7 @@ from aigc_run.contract.kinds import BASE_MODELS
 from aigc_run.data import Dataset
 from aigc_run.plugins import Contribution, Plugins
 from aigc_run.registry import Registry
-from aigc_run.scenario import Scenario
+from aigc_run.scenario import ModelConfig, Scenario
 
 
 @dataclass(frozen=True)
@@ -85,7 +85,7 @@ def find(source: str, registry: Registry, plugins: Plugins) -> Parent:
             "the registry recorded: it was changed or damaged after it was written",
             "restore the file from a backup, or start from another run",
         )
-    model = dict(run.config.get("model", {}))
+    model = ModelConfig.model_validate(run.config.get("model", {})).for_family()
     return Parent(
         source,
         run_id,
@@ -161,7 +161,7 @@ def check_fits(parent: Parent, scenario: Scenario, family: Contribution[ModelFam
         image_size=size,
         num_classes=len(classes),
         conditional=scenario.model.conditional,
-        options=scenario.model.model_dump(),
+        options=scenario.model.for_family(),
         train=scenario.train.model_dump(),
         device="cpu",
     )
@@ -171,7 +171,7 @@ def check_fits(parent: Parent, scenario: Scenario, family: Contribution[ModelFam
     except ConfigError as e:
         differ = [
             f"model.{k} is {parent.model.get(k)!r} there and {v!r} here"
-            for k, v in scenario.model.model_dump().items()
+            for k, v in scenario.model.for_family().items()
             if k in parent.model and parent.model[k] != v
         ]
         raise ConfigError(
