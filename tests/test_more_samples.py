@@ -153,3 +153,39 @@ def _edit_config(run_id: int, change: Callable[[dict[str, Any]], object]) -> Non
             {"config": json.dumps(config), "id": run_id},
         )
     registry.close()
+
+
+def test_samples_of_one_class_at_a_truncation_regenerate_exactly(run, tmp_path: Path) -> None:
+    run_id, output = run
+    classes = sorted({r["class"] for r in _manifest(output)})
+    assert len(classes) == 2
+    wanted = classes[1]
+    folder = tmp_path / "one-class"
+    args = ["sample", str(run_id), "--count", "4", "--out", str(folder)]
+    result = CliRunner().invoke(main, [*args, "--class", wanted.upper(), "--truncation", "0.5"])
+    assert result.exit_code == 0, result.output
+    rows = _manifest(folder)
+    assert {r["class"] for r in rows} == {wanted} and {r["truncation"] for r in rows} == {"0.5"}
+    assert all(int(r["index"]) % 2 == 1 for r in rows)  # index i asks for class i % 2
+    row = next(r for r in rows if r["accepted"] == "1")
+    drawn = np.asarray(Image.open(folder / row["file"]))
+    again = ["sample", str(run_id), "--regenerate", row["index"], "--out"]
+    same = CliRunner().invoke(main, [*again, str(tmp_path / "same"), "--truncation", "0.5"])
+    other = CliRunner().invoke(main, [*again, str(tmp_path / "other")])
+    assert np.array_equal(np.asarray(Image.open(same.output.split()[0])), drawn)
+    assert not np.array_equal(np.asarray(Image.open(other.output.split()[0])), drawn)
+
+    unknown = CliRunner().invoke(main, [*args, "--class", "fracture"])
+    assert unknown.exit_code == 2
+    assert "--class 'fracture': run" in unknown.output and wanted in unknown.output
+
+
+def test_a_class_plan_draws_in_proportion_and_never_repeats_an_index() -> None:
+    from aigc_run.run.more_samples import ClassPlan
+
+    whole = ClassPlan([0, 2], [3, 1], num_classes=3)(0, 400)
+    plan = ClassPlan([0, 2], [3, 1], num_classes=3)
+    assert plan(0, 150) + plan(150, 250) == whole  # the same draws in any batches
+    assert len(set(whole)) == 400 and {i % 3 for i in whole} == {0, 2}
+    assert abs(sum(i % 3 == 0 for i in whole) - 300) <= 2
+    assert abs(sum(i % 3 == 0 for i in whole[:40]) - 30) <= 2  # any prefix too

@@ -40,10 +40,24 @@ def noise_for(
     truncation: float | None = None,
     device: str | torch.device = "cpu",
     scheme: Scheme = "counter",
+    psi: float = 1.0,
 ) -> torch.Tensor:
     """len(indices) x latent_dim standard normal noise on ``device``; row i depends only on
     (seed, indices[i]). With ``truncation`` t, values beyond +-t are redrawn (the
-    truncation trick), again from (seed, index) alone."""
+    truncation trick), again from (seed, index) alone; then every row is scaled by ``psi``
+    (pulled towards the mean, 0; 1 leaves it)."""
+    z = _unscaled(seed, indices, latent_dim, truncation, device, scheme)
+    return z if psi == 1.0 else z * psi
+
+
+def _unscaled(
+    seed: int,
+    indices: Sequence[int] | torch.Tensor,
+    latent_dim: int,
+    truncation: float | None,
+    device: str | torch.device,
+    scheme: Scheme,
+) -> torch.Tensor:
     if scheme == "generator":
         return _generator_noise(seed, indices, latent_dim, truncation).to(device)
     index = torch.as_tensor(indices, dtype=torch.int64, device=device).reshape(-1, 1)

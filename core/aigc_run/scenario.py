@@ -102,6 +102,9 @@ class SampleConfig(_Section):
     batch_size: Annotated[int, Field(ge=1, le=65536)] | Literal["auto"] = "auto"
     seed: int = 1234
     truncation: Annotated[float, Field(gt=0, le=10)] | None = None  # redraw noise beyond +-t
+    # The truncation trick's psi: every sample's noise is scaled by it, pulled towards its
+    # mean (0): fewer odd samples, less variety. 1 = off (aigc-run sample --truncation).
+    psi: Annotated[float, Field(gt=0, le=1)] = 1.0
     # How each sample's noise follows from (seed, index): "counter" hashes them on the
     # device; "generator" (one CPU torch.Generator per index) is how runs recorded before
     # this key existed drew theirs, kept so that they regenerate exactly.

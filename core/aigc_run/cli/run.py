@@ -105,6 +105,28 @@ def _launch(nproc: int, argv: list[str]) -> None:
     multiple=True,
     help="Redraw sample INDEX exactly (repeat for several).",
 )
+@click.option(
+    "--class",
+    "classes",
+    multiple=True,
+    metavar="NAME",
+    help="Draw only this class (any case; repeat for several).",
+)
+@click.option(
+    "--proportions",
+    type=click.Choice(["even", "data"]),
+    default="even",
+    show_default=True,
+    help="Classes evenly, or as often as in the run's training data.",
+)
+@click.option(
+    "--truncation",
+    "psi",
+    type=click.FloatRange(0, 1, min_open=True),
+    default=1.0,
+    show_default=True,
+    help="Scale each sample's noise by PSI: below 1, fewer odd samples and less variety.",
+)
 @click.option("--seed", type=int, help="Sampling seed (default: the run's sample.seed).")
 @click.option("--checkpoint", "step", type=int, help="Checkpoint step (default: the last).")
 @click.option(
@@ -117,13 +139,22 @@ def sample(
     run_id: int,
     count: int | None,
     indices: tuple[int, ...],
+    classes: tuple[str, ...],
+    proportions: str,
+    psi: float,
     seed: int | None,
     step: int | None,
     folder: Path | None,
 ) -> None:
     """Draw more samples from a trained run, or redraw given ones exactly."""
     from aigc_run.contract.errors import ConfigError
-    from aigc_run.run.more_samples import default_folder, load_trained, regenerate, sample_more
+    from aigc_run.run.more_samples import (
+        class_plan,
+        default_folder,
+        load_trained,
+        regenerate,
+        sample_more,
+    )
 
     if (count is None) == (not indices):
         raise ConfigError(
@@ -134,13 +165,19 @@ def sample(
     trained = load_trained(run_id, step, plugins, Settings())
     seed = trained.scenario.sample.seed if seed is None else seed
     if indices:
+        if classes or proportions != "even":
+            raise ConfigError(
+                "--regenerate redraws the given indices; their classes follow from them",
+                "leave out --class and --proportions (give --truncation as they were drawn)",
+            )
         folder = folder or default_folder(trained, "regenerated")
-        for path in regenerate(trained, indices, seed, folder):
+        for path in regenerate(trained, indices, seed, folder, psi):
             click.echo(str(path))
         return
     assert count is not None
+    plan = class_plan(trained, classes, proportions)
     folder = folder or default_folder(trained, "samples")
-    result = sample_more(trained, plugins, count, seed, folder)
+    result = sample_more(trained, plugins, count, seed, folder, plan, psi)
     click.echo(
         f"{samples(result.accepted)} of {result.generated} drawn (run {run_id}, checkpoint "
         f"step {trained.step}, seed {seed}) in {folder}; manifest: {folder / 'manifest.csv'}"

@@ -26,9 +26,12 @@ def generate(
     truncation: float | None,
     device: str,
     scheme: Scheme = "counter",
+    psi: float = 1.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Samples ``indices`` as float images in [0, 1] on the device, and as uint8 on the CPU."""
-    images, pixels = generate_on_device(model, seed, indices, labels, truncation, device, scheme)
+    images, pixels = generate_on_device(
+        model, seed, indices, labels, truncation, device, scheme, psi
+    )
     return images, to_host(pixels).wait()
 
 
@@ -40,6 +43,7 @@ def generate_on_device(
     truncation: float | None,
     device: str,
     scheme: Scheme = "counter",
+    psi: float = 1.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Samples ``indices`` as float images in [0, 1] and as uint8, both on the device.
 
@@ -47,7 +51,7 @@ def generate_on_device(
     quarter of the bytes cross to the host. bf16 autocast on CUDA: the generator's output
     is rounded to 8 bits anyway.
     """
-    noise = noise_for(seed, indices, model.latent_dim, truncation, device, scheme)
+    noise = noise_for(seed, indices, model.latent_dim, truncation, device, scheme, psi)
     cuda = device.startswith("cuda")
     with torch.inference_mode(), torch.autocast("cuda", torch.bfloat16, enabled=cuda):
         images = model.generate(noise, labels.to(device)).float().clamp_(-1, 1).add_(1).div_(2)

@@ -10,14 +10,16 @@ from typing import Any
 class Manifest:
     """manifest.csv, appended batch by batch and flushed, so a crash keeps what was written.
 
-    Per sample: its file, class, seed and index, whether it was kept, why not (for people),
-    each filter's score, and the filters that rejected it (names, ";"-separated); each
-    filter's threshold is a column too, so a row says everything about its decision.
+    Per sample: its file, class, seed, index and truncation psi (sample.psi), whether it was
+    kept, why not (for people), each filter's score, and the filters that rejected it
+    (names, ";"-separated); each filter's threshold is a column too, so a row says
+    everything about its decision.
     """
 
-    def __init__(self, path: Path, thresholds: dict[str, float]) -> None:
+    def __init__(self, path: Path, thresholds: dict[str, float], psi: float = 1.0) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.thresholds = thresholds
+        self.psi = psi
         self.file = path.open("w", newline="")
         self.writer = csv.writer(self.file)
         self.writer.writerow(
@@ -26,6 +28,7 @@ class Manifest:
                 "class",
                 "seed",
                 "index",
+                "truncation",
                 "accepted",
                 "reason",
                 *(f"score:{n}" for n in thresholds),
@@ -42,6 +45,7 @@ class Manifest:
                     r["label"],
                     r["seed"],
                     r["index"],
+                    f"{self.psi:g}",
                     int(r["accepted"]),
                     r["reason"],
                     *(_number(r["scores"].get(n)) for n in self.thresholds),

@@ -4,7 +4,9 @@ Sample ``index`` of seed ``s`` comes from its own noise (``noise.noise_for``) an
 for class ``index % classes``, so a run's checkpoint, the seed and the index are all it
 takes to draw the same image again, on any batch size. ``--count`` draws new samples
 through the run's quality filters, at the thresholds the run fixed for that checkpoint;
-``--regenerate`` redraws given indices as they were, filters aside.
+``--regenerate`` redraws given indices as they were, filters aside. ``--class`` and
+``--proportions`` choose which indices are drawn (``ClassPlan``), ``--truncation`` scales
+the noise (sample.psi).
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from aigc_run.contract.errors import AigcError, ConfigError
 from aigc_run.contract.kinds import MODEL_FAMILIES, WRITERS
@@ -37,6 +41,7 @@ class Trained:
     device: str
     class_names: list[str]
     reference: Any  # FilterContext over the training images
+    class_counts: list[int]  # training images per class, for --proportions data
 
 
 def load_trained(
@@ -96,7 +101,65 @@ def load_trained(
         device,
         list(dataset.class_names),
         setup.reference_context(dataset, train_idx, device, settings.cache_dir),
+        np.bincount(dataset.labels[train_idx], minlength=dataset.num_classes).tolist(),
     )
+
+
+class ClassPlan:
+    """The sample indices that draw the chosen classes in the given proportions.
+
+    Sample ``i`` asks for class ``i % K``, so the j-th sample of class ``c`` is index
+    ``c + K * j``: a drawn image still regenerates from its index alone. The class of the
+    k-th draw is frac(k x golden ratio) read through the proportions' cumulative shares, a
+    low-discrepancy sequence: any prefix holds each class in about its share, and the same
+    request always draws the same indices.
+    """
+
+    def __init__(self, classes: Sequence[int], weights: Sequence[float], num_classes: int):
+        self.classes = list(classes)
+        total = float(sum(weights))
+        self.shares = np.cumsum(np.asarray(weights, dtype=np.float64) / total)
+        self.taken = [0] * len(self.classes)
+        self.num_classes = num_classes
+
+    def __call__(self, done: int, size: int) -> list[int]:
+        draws = (np.arange(done, done + size) * GOLDEN) % 1.0
+        which = np.searchsorted(self.shares, draws, side="right").clip(max=len(self.classes) - 1)
+        indices = []
+        for w in which.tolist():
+            indices.append(self.classes[w] + self.num_classes * self.taken[w])
+            self.taken[w] += 1
+        return indices
+
+
+GOLDEN = (5**0.5 - 1) / 2
+
+
+def class_plan(trained: Trained, names: Sequence[str], proportions: str) -> ClassPlan | None:
+    """What ``--class NAME`` (any case, repeatable) and ``--proportions`` ask for; None for
+    every class evenly (the run's own order of indices)."""
+    known = trained.class_names
+    folded = {n.casefold(): i for i, n in enumerate(known)}
+    chosen = []
+    for name in names:
+        if name.casefold() not in folded:
+            raise ConfigError(
+                f"--class {name!r}: run {trained.run_id} has no such class",
+                f"its classes: {', '.join(known) or 'none (unlabelled data)'}",
+            )
+        chosen.append(folded[name.casefold()])
+    chosen = list(dict.fromkeys(chosen)) or list(range(max(len(known), 1)))
+    if proportions == "even" and not names:
+        return None
+    counts = trained.class_counts
+    weights = [counts[c] if proportions == "data" else 1 for c in chosen]
+    if not any(weights):
+        raise ConfigError(
+            "--proportions data: the run's training data has no image of "
+            + ", ".join(known[c] for c in chosen),
+            "use --proportions even",
+        )
+    return ClassPlan(chosen, weights, max(len(known), 1))
 
 
 def sample_more(
@@ -105,14 +168,18 @@ def sample_more(
     count: int,
     seed: int,
     folder: Path,
+    plan: ClassPlan | None = None,
+    psi: float = 1.0,
 ) -> Any:
-    """``count`` samples that pass the run's filters, written to ``folder`` with a manifest."""
+    """``count`` samples that pass the run's filters, written to ``folder`` with a manifest;
+    their indices (so their classes) from ``plan``, their noise scaled by ``psi``."""
     from aigc_run.run import filtering, sampling
 
     if folder.exists() and any(folder.iterdir()):
         raise ConfigError(f"{folder} is not empty", "choose a new or empty folder with --out")
+    changes = {"count": count, "seed": seed, "psi": psi}
     scenario = trained.scenario.model_copy(
-        update={"sample": trained.scenario.sample.model_copy(update={"count": count, "seed": seed})}
+        update={"sample": trained.scenario.sample.model_copy(update=changes)}
     )
     writer = setup.lookup(plugins, WRITERS, scenario.output.writer, "output.writer")
     filters = [
@@ -130,11 +197,15 @@ def sample_more(
         trained.device,
         folder,
         lambda batch, rows: None,
+        plan=plan,
     )
 
 
-def regenerate(trained: Trained, indices: Sequence[int], seed: int, folder: Path) -> list[Path]:
-    """Redraw sample ``indices`` of ``seed`` exactly, as PNG files in ``folder``."""
+def regenerate(
+    trained: Trained, indices: Sequence[int], seed: int, folder: Path, psi: float = 1.0
+) -> list[Path]:
+    """Redraw sample ``indices`` of ``seed`` (drawn at truncation ``psi``) exactly, as PNG
+    files in ``folder``."""
     import torch
 
     from aigc_run.contract.images import write_png
@@ -151,6 +222,7 @@ def regenerate(trained: Trained, indices: Sequence[int], seed: int, folder: Path
         trained.scenario.sample.truncation,
         trained.device,
         trained.scenario.sample.noise,
+        psi,
     )
     folders = safe_names(trained.class_names)
     stems = [f"{folders[int(c)]}/{i:07d}" for i, c in zip(indices, labels, strict=True)]

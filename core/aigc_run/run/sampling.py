@@ -81,6 +81,7 @@ def sample(
     out_dir: Path,
     on_batch: Callable[[FilteredBatch, list[dict[str, Any]]], None],
     part: tuple[int, int] = (0, 1),
+    plan: Callable[[int, int], list[int]] | None = None,
 ) -> SamplingResult:
     """Generate until ``sample.count`` images pass (or ``max_tries`` x count were tried).
 
@@ -89,7 +90,9 @@ def sample(
     ``part`` = (rank, ranks) when several processes share the work (see dist.py):
     this one takes every ranks-th block of ``sample.batch_size`` (AUTO_BATCH for "auto")
     indices, from block ``rank``, until its share of the count passes, and writes its rows
-    to ``manifest.part-RANK.csv``, which rank 0 merges.
+    to ``manifest.part-RANK.csv``, which rank 0 merges. ``plan(done, size)``, when given,
+    picks the indices of the next ``size`` samples instead (one process only): which
+    indices, and so which classes, ``aigc-run sample --class`` draws.
     """
     cfg = scenario.sample
     generator: Any = Compiled(model) if cfg.compile else model
@@ -103,15 +106,18 @@ def sample(
     result = SamplingResult()
     filters = list(filters)  # a failing filter may be dropped (sample.on_filter_error)
     name = "manifest.csv" if rank == 0 else f"manifest.part-{rank}.csv"
-    manifest = Manifest(out_dir / name, {f.name: f.threshold for f in filters})
+    manifest = Manifest(out_dir / name, {f.name: f.threshold for f in filters}, cfg.psi)
     writers = Writers(writer, pool_size(scenario.output.write_processes, count))
     try:
         while result.accepted < count and result.generated < count * cfg.max_tries:
             size = min(batch_size, count - result.accepted)
-            indices = _part_indices(result.generated, size, block, part)
+            if plan is not None:
+                indices = plan(result.generated, size)
+            else:
+                indices = _part_indices(result.generated, size, block, part)
             labels = torch.tensor(indices, dtype=torch.int64) % num_classes
             images, on_device = generate_on_device(
-                generator, cfg.seed, indices, labels, cfg.truncation, device, cfg.noise
+                generator, cfg.seed, indices, labels, cfg.truncation, device, cfg.noise, cfg.psi
             )
             copy = to_host(on_device)  # travels while the filters score the batch
             context = dataclasses.replace(reference, labels=labels.to(device))
