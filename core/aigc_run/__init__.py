@@ -8,6 +8,8 @@ command needs them.
 
 __version__ = "0.1.0"
 
+from typing import Any
+
 from aigc_run.contract.components import (
     BaseModel,
     DataRequest,
@@ -37,6 +39,18 @@ from aigc_run.contract.errors import (
 from aigc_run.contract.hookspecs import hookimpl
 from aigc_run.contract.images import write_png
 
+
+def load(run: int, step: int | None = None, device: str | None = None) -> Any:
+    """A trained run's model, to draw images from in Python (docs/api.md): returns an
+    ``aigc_run.api.TrainedModel``. Imports torch when called, not when aigc_run is."""
+    # This package is also the plugins' API, which every layer of the engine imports; the
+    # API module sits at the top, beside the CLI. It is reached by name when called, so
+    # that importing aigc_run never pulls the layers above in (pyproject's import contracts).
+    import importlib
+
+    return importlib.import_module("aigc_run.api").load(run, step, device)
+
+
 __all__ = [
     "AigcError",
     "BaseModel",
@@ -62,5 +76,6 @@ __all__ = [
     "Skipped",
     "__version__",
     "hookimpl",
+    "load",
     "write_png",
 ]

@@ -49,8 +49,10 @@ def load_trained(
     step: int | None,
     plugins: Plugins,
     settings: Settings,
+    device: str | None = None,
 ) -> Trained:
-    """The model of run ``run_id`` at checkpoint ``step`` (default: its last one)."""
+    """The model of run ``run_id`` at checkpoint ``step`` (default: its last one), on
+    ``device`` (default: the run's train.device)."""
     from aigc_run.checkpoints import restore, sha256_of
     from aigc_run.data import load_dataset
 
@@ -83,7 +85,7 @@ def load_trained(
     # the run's data, from the cache: its shape, classes and the filters' reference images
     dataset = load_dataset(plugins, scenario, settings.cache_dir, lambda _: None)
     train_idx, _ = setup.split(dataset, scenario)
-    device = setup.pick_device(scenario.train.device)
+    device = setup.pick_device(device or scenario.train.device)
     model = setup.build_model(family, scenario, dataset, device)
     restore(model, path)
     thresholds = {
@@ -173,7 +175,7 @@ def sample_more(
 ) -> Any:
     """``count`` samples that pass the run's filters, written to ``folder`` with a manifest;
     their indices (so their classes) from ``plan``, their noise scaled by ``psi``."""
-    from aigc_run.run import filtering, sampling
+    from aigc_run.run import sampling
 
     if folder.exists() and any(folder.iterdir()):
         raise ConfigError(f"{folder} is not empty", "choose a new or empty folder with --out")
@@ -182,12 +184,7 @@ def sample_more(
         update={"sample": trained.scenario.sample.model_copy(update=changes)}
     )
     writer = setup.lookup(plugins, WRITERS, scenario.output.writer, "output.writer")
-    filters = [
-        filtering.ActiveFilter(
-            c.plugin, c.item, trained.thresholds.get(c.item.name, c.item.threshold)
-        )
-        for c, _ in filtering.resolve_filters(plugins, scenario)
-    ]
+    filters = run_filters(trained, plugins)
     return sampling.sample(
         trained.model,
         scenario,
@@ -199,6 +196,18 @@ def sample_more(
         lambda batch, rows: None,
         plan=plan,
     )
+
+
+def run_filters(trained: Trained, plugins: Plugins) -> list[Any]:
+    """The run's quality filters, at the thresholds it fixed for this checkpoint."""
+    from aigc_run.run import filtering
+
+    return [
+        filtering.ActiveFilter(
+            c.plugin, c.item, trained.thresholds.get(c.item.name, c.item.threshold)
+        )
+        for c, _ in filtering.resolve_filters(plugins, trained.scenario)
+    ]
 
 
 def regenerate(
