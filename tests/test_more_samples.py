@@ -92,8 +92,8 @@ def test_count_draws_new_samples_through_the_runs_filters(run, tmp_path: Path) -
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--count", "3", "--regenerate", "1"], "give either --count N or --regenerate INDEX"),
-        ([], "give either --count N or --regenerate INDEX"),
+        (["--count", "3", "--regenerate", "1"], "give one of --count N, --regenerate INDEX"),
+        ([], "give one of --count N, --regenerate INDEX or --interpolate"),
         (["--count", "3", "--checkpoint", "4"], "has no checkpoint at step 4"),
     ],
 )
@@ -189,3 +189,21 @@ def test_a_class_plan_draws_in_proportion_and_never_repeats_an_index() -> None:
     assert len(set(whole)) == 400 and {i % 3 for i in whole} == {0, 2}
     assert abs(sum(i % 3 == 0 for i in whole) - 300) <= 2
     assert abs(sum(i % 3 == 0 for i in whole[:40]) - 30) <= 2  # any prefix too
+
+
+def test_a_walk_between_two_samples_starts_and_ends_on_them(run, tmp_path: Path) -> None:
+    run_id, output = run
+    rows = _manifest(output)
+    a, b = rows[0], rows[3]  # two classes: index i asks for class i % 2
+    folder = tmp_path / "walk"
+    args = ["sample", str(run_id), "--interpolate", a["index"], b["index"], "--frames", "5"]
+    result = CliRunner().invoke(main, [*args, "--out", str(folder)])
+    assert result.exit_code == 0, result.output
+    written = [Path(p) for p in result.output.split()]
+    assert [p.name for p in written] == [*(f"frame-{k:03d}.png" for k in range(5)),
+                                         f"walk-{a['index']}-{b['index']}.gif"]  # fmt: skip
+    for frame, row in ((written[0], a), (written[4], b)):  # the ends are the samples
+        drawn = np.asarray(Image.open(output / row["file"]))
+        assert np.abs(np.asarray(Image.open(frame)).astype(int) - drawn).max() <= 1
+    with Image.open(written[-1]) as gif:
+        assert gif.n_frames == 8 and gif.size[0] >= 96  # there and back, blown up to view

@@ -127,6 +127,14 @@ def _launch(nproc: int, argv: list[str]) -> None:
     show_default=True,
     help="Scale each sample's noise by PSI: below 1, fewer odd samples and less variety.",
 )
+@click.option(
+    "--interpolate",
+    "ends",
+    type=(click.IntRange(0), click.IntRange(0)),
+    metavar="INDEX_A INDEX_B",
+    help="Write the frames of a walk from sample INDEX_A to INDEX_B, and a GIF.",
+)
+@click.option("--frames", type=click.IntRange(2, 1000), default=16, show_default=True)
 @click.option("--seed", type=int, help="Sampling seed (default: the run's sample.seed).")
 @click.option("--checkpoint", "step", type=int, help="Checkpoint step (default: the last).")
 @click.option(
@@ -142,6 +150,8 @@ def sample(
     classes: tuple[str, ...],
     proportions: str,
     psi: float,
+    ends: tuple[int, int] | None,
+    frames: int,
     seed: int | None,
     step: int | None,
     folder: Path | None,
@@ -151,19 +161,25 @@ def sample(
     from aigc_run.run.more_samples import (
         class_plan,
         default_folder,
+        interpolate,
         load_trained,
         regenerate,
         sample_more,
     )
 
-    if (count is None) == (not indices):
+    if sum((count is not None, bool(indices), ends is not None)) != 1:
         raise ConfigError(
-            "give either --count N or --regenerate INDEX",
+            "give one of --count N, --regenerate INDEX or --interpolate INDEX_A INDEX_B",
             "e.g. aigc-run sample 3 --count 1000, or aigc-run sample 3 --regenerate 17",
         )
     plugins = load_plugins()
     trained = load_trained(run_id, step, plugins, Settings())
     seed = trained.scenario.sample.seed if seed is None else seed
+    if ends is not None:
+        folder = folder or default_folder(trained, f"walk-{ends[0]}-{ends[1]}")
+        for path in interpolate(trained, ends, frames, seed, folder, psi):
+            click.echo(str(path))
+        return
     if indices:
         if classes or proportions != "even":
             raise ConfigError(

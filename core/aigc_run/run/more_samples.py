@@ -238,6 +238,52 @@ def regenerate(
     return [folder / name for name in write_png(folder, stems, pixels)]
 
 
+def interpolate(
+    trained: Trained, ends: tuple[int, int], frames: int, seed: int, folder: Path, psi: float = 1.0
+) -> list[Path]:
+    """A walk between samples ``ends`` of ``seed``: ``frames`` images whose noise moves
+    along the great circle between the two samples' noise (spherical interpolation: a
+    straight line would pass through noise of a smaller norm than the model ever saw), as
+    PNG files and an animated GIF in ``folder`` (the frames are drawn straight from the
+    model: no filter judges them). Between two classes the first half of
+    the frames asks for the first sample's class and the second half for the other's:
+    the models take a class, not a mixture of two."""
+    import torch
+    from PIL import Image
+
+    from aigc_run.contract.images import write_png
+    from aigc_run.noise import noise_for
+    from aigc_run.writing import sheet_size
+
+    if folder.exists() and any(folder.iterdir()):
+        raise ConfigError(f"{folder} is not empty", "choose a new or empty folder with --out")
+    cfg = trained.scenario.sample
+    latent = trained.model.latent_dim
+    z = noise_for(seed, list(ends), latent, cfg.truncation, "cpu", cfg.noise, psi)
+    t = torch.linspace(0, 1, frames, dtype=torch.float64).unsqueeze(1)
+    a, b = z[0].double(), z[1].double()
+    angle = torch.arccos((a @ b / (a.norm() * b.norm())).clamp(-1, 1))
+    if angle < 1e-6:  # the same noise: nothing to walk
+        path = a.expand(frames, -1)
+    else:
+        path = (torch.sin((1 - t) * angle) * a + torch.sin(t * angle) * b) / torch.sin(angle)
+    classes = max(len(trained.class_names), 1)
+    labels = torch.tensor([ends[0] % classes if k < frames / 2 else ends[1] % classes
+                           for k in range(frames)])  # fmt: skip
+    noise = path.float().to(trained.device)
+    with torch.inference_mode():
+        images = trained.model.generate(noise, labels.to(trained.device))
+    pixels = images.float().clamp(-1, 1).add(1).mul(127.5).round().to(torch.uint8).cpu()
+    names = write_png(folder, [f"frame-{k:03d}" for k in range(frames)], pixels)
+    pictures = [Image.open(folder / name).convert("RGB") for name in names]
+    size, resample = sheet_size(pictures[0].width, pictures[0].height, pictures[0].width)
+    pictures = [p.resize(size, resample) for p in pictures]
+    gif = folder / f"walk-{ends[0]}-{ends[1]}.gif"
+    pictures[0].save(gif, save_all=True, append_images=pictures[1:] + pictures[-2:0:-1],
+                     duration=120, loop=0)  # fmt: skip
+    return [folder / name for name in names] + [gif]
+
+
 def default_folder(trained: Trained, what: str) -> Path:
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     return trained.output_dir / f"{what}-step{trained.step}-{stamp}"
