@@ -27,6 +27,7 @@ from typing import Any
 
 from aigc_run import faults
 from aigc_run.contract.errors import AigcError
+from aigc_run.evaluation import COMPANIONS, not_measured
 from aigc_run.registry import Registry, SampleInfo
 from aigc_run.writing import sheet_size
 
@@ -363,11 +364,20 @@ class EvaluationRow:
     metric: str
     value: float
     floor: float | None  # the same metric between two halves of the real data
+    unmeasured: str | None = None  # why there is no value: too few images
 
 
 def _evaluation_table(evaluations: Mapping[str, float]) -> list[EvaluationRow]:
+    unmeasured = not_measured(evaluations)
     return [
-        EvaluationRow(metric, value, evaluations.get(metric + FLOOR_SUFFIX))
+        EvaluationRow(
+            metric,
+            value,
+            evaluations.get(metric + FLOOR_SUFFIX),
+            "not measurable: {} images, needs {}".format(*unmeasured[metric])
+            if metric in unmeasured
+            else None,
+        )
         for metric, value in sorted(evaluations.items())
         if not _is_derived(metric)
     ]
@@ -393,7 +403,7 @@ def _score_range(scores: Sequence[float], threshold: float | None) -> tuple[floa
 
 
 def _is_derived(metric: str) -> bool:
-    return metric.startswith(THRESHOLD_PREFIX) or metric.endswith(FLOOR_SUFFIX)
+    return metric.startswith(THRESHOLD_PREFIX) or metric.endswith(COMPANIONS)
 
 
 def _finite(value: float | None) -> bool:

@@ -10,12 +10,13 @@ perfect generator would reach at this sample size.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 
 import torch
 
 from aigc_run.contract.components import EvaluationContext
-from aigc_run.evaluation import metrics
+from aigc_run.evaluation import IMAGES, NEEDS, metrics
 from aigc_run.evaluation.features import DomainFeatures, train_network
 
 CANDIDATES = (("", "generated"), (":floor", "held_out"))  # (name suffix, image set)
@@ -43,8 +44,25 @@ def subset(total: int, count: int, seed: int) -> torch.Tensor:
     return chosen.sort().values
 
 
+def measured_fid(name: str, reference: torch.Tensor, candidate: torch.Tensor) -> dict[str, float]:
+    """``{name: FID}``; or, with fewer images on a side than the features have dimensions,
+    where the covariance estimate is singular and the figure mostly its own bias, NaN with
+    ``name:images`` (the smaller side) and ``name:needs`` (the dimensions) beside it."""
+    images, needs = min(len(reference), len(candidate)), int(reference.shape[1])
+    if images < needs:
+        return {name: math.nan, name + IMAGES: float(images), name + NEEDS: float(needs)}
+    return {name: metrics.fid(reference, candidate)}
+
+
 def fid(context: EvaluationContext) -> dict[str, float]:
-    return per_space(context, lambda real, fake: {"fid": metrics.fid(real, fake)})
+    out: dict[str, float] = {}
+    for space in context.feature_spaces:
+        reference = context.features(space, "reference")
+        for suffix, candidate in CANDIDATES:
+            out |= measured_fid(
+                f"fid:{space}{suffix}", reference, context.features(space, candidate)
+            )
+    return out
 
 
 def kid(context: EvaluationContext) -> dict[str, float]:
@@ -71,8 +89,8 @@ def density_coverage(context: EvaluationContext) -> dict[str, float]:
 
 def class_fid(context: EvaluationContext) -> dict[str, float]:
     """FID within each class (``fid[Shoes]:domain``), for class-conditional models: a class
-    the model draws badly hides behind a good overall FID. Classes with fewer than two
-    images on a side are left out."""
+    the model draws badly hides behind a good overall FID. A class with fewer images on a
+    side than the features have dimensions is not measurable (``measured_fid``)."""
     if not context.conditional:
         return {}
     labels = {
@@ -85,11 +103,9 @@ def class_fid(context: EvaluationContext) -> dict[str, float]:
         features = {name: context.features(space, name) for name in labels}
         for c, name in enumerate(context.class_names):
             chosen = {s: features[s][(labels[s] == c).to(features[s].device)] for s in labels}
-            if min(len(f) for f in chosen.values()) < 2:
-                continue
             for suffix, candidate in CANDIDATES:
-                value = metrics.fid(chosen["reference"], chosen[candidate])
-                out[f"fid[{name}]:{space}{suffix}"] = value
+                figure = f"fid[{name}]:{space}{suffix}"
+                out |= measured_fid(figure, chosen["reference"], chosen[candidate])
     return out
 
 
