@@ -18,7 +18,7 @@ TINY = [
     "--set", "model.width=8", "--set", "model.latent_dim=8", "--set", "train.steps=4",
     "--set", "train.batch_size=4", "--set", "sample.count=4", "--set", "evaluate.metrics=[]",
     "--set", "filters.intensity-plausibility=1000", "--set", "filters.memorisation=0",
-    "--set", "filters.anatomical-plausibility=off",
+    "--set", "filters.anatomical-plausibility=off", "--set", "filters.realness=-1000",
 ]  # fmt: skip
 
 
@@ -37,7 +37,9 @@ def test_a_loaded_run_generates_what_aigc_run_sample_draws(run_id: int, tmp_path
     batch = model.generate(5, classes=[wanted.upper()], seed=3, truncation=0.7)
     assert batch.images.shape == (5, 16, 16, 1) and batch.images.dtype == np.uint8
     assert batch.classes == [wanted] * 5 and batch.accepted.all()
-    assert set(batch.scores) == {"intensity-plausibility", "memorisation"}
+    assert set(batch.scores) == {"intensity-plausibility", "memorisation", "realness"}
+    realness = batch.scores["realness"]  # the run's own discriminator, one logit per image
+    assert np.isfinite(realness).all() and len(set(realness.tolist())) > 1
     assert all(len(s) == 5 for s in batch.scores.values())
     assert [i % 2 for i in batch.indices] == [1] * 5  # index i asks for class i % 2
     assert batch.pil()[0].size == (16, 16)
@@ -64,3 +66,20 @@ def test_load_explains_what_it_cannot_use(run_id: int) -> None:
         aigc_run.load("latest")  # type: ignore[arg-type]
     with pytest.raises(aigc_run.AigcError, match="no run with id 99"):
         aigc_run.load(99)
+
+
+def test_the_realness_filter_scores_with_the_runs_discriminator(run_id: int) -> None:
+    import csv
+
+    import torch
+
+    detail = Registry(Settings().registry_url).get_run(run_id)
+    with open(f"{detail.output_dir}/manifest.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len({r["score:realness"] for r in rows}) > 1  # scored in the run itself, too
+    gan = aigc_run.load(run_id, device="cpu")._trained.model
+    images = torch.rand(4, 1, 16, 16) * 2 - 1
+    labels = torch.tensor([0, 1, 0, 1])
+    together = gan.realness(images, labels)
+    alone = torch.cat([gan.realness(images[i : i + 1], labels[i : i + 1]) for i in range(4)])
+    assert torch.allclose(together, alone, atol=1e-5)  # eval mode: no batch statistics

@@ -13,17 +13,20 @@ from typing import TYPE_CHECKING
 
 from aigc_run import (
     EvaluationContext,
+    FilterContext,
     GenerativeModel,
     Metric,
     ModelFamily,
     ModelSpec,
     Preprocessor,
+    QualityFilter,
     SampleWriter,
     hookimpl,
     write_png,
 )
 
 if TYPE_CHECKING:
+    import torch
     from PIL import Image
 
 
@@ -74,6 +77,30 @@ def _figures(module: str, function: str) -> Callable[[EvaluationContext], dict[s
         return figures
 
     return compute
+
+
+def realness_score(images: torch.Tensor, context: FilterContext) -> torch.Tensor:
+    """Discriminator rejection sampling in its logit-threshold form (Azadi et al. 2019):
+    the run's own discriminator scores each sample, and samples it finds less real than
+    the threshold are rejected. Without a critic (a family that has none) every image
+    scores 0 and the default threshold passes them all."""
+    import torch
+
+    scores = context.model_realness(images)
+    return torch.zeros(len(images), device=images.device) if scores is None else scores
+
+
+@hookimpl
+def register_quality_filters() -> list[QualityFilter]:
+    return [
+        QualityFilter(
+            "realness",
+            "the run's own discriminator finds the sample real (discriminator rejection "
+            "sampling); 'auto' keeps what it scores as high as 90% of held-out real images",
+            realness_score,
+            threshold=0.0,
+        )
+    ]
 
 
 @hookimpl

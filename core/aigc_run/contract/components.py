@@ -107,6 +107,17 @@ class FilterContext:
     # classifier(images) -> N x len(class_names) class probabilities, by the run's domain
     # classifier (a small network trained on the training images); the engine sets it.
     classifier: Callable[[torch.Tensor], torch.Tensor] | None = None
+    # realness(images, labels) -> N scores from the run's own model (GenerativeModel.realness:
+    # the gan's discriminator), higher = more real; None when the family has no critic.
+    realness: Callable[[torch.Tensor, torch.Tensor], torch.Tensor | None] | None = None
+
+    def model_realness(self, images: torch.Tensor) -> torch.Tensor | None:
+        """N scores, by the run's own critic, of how real image i looks as class
+        ``labels[i]``; None when there is none (the family has no critic, or a test)."""
+        if self.realness is None:
+            return None
+        scores = self.realness(images, self.labels)
+        return None if scores is None else scores.to(images.device)
 
     def asked_class_probability(self, images: torch.Tensor) -> torch.Tensor:
         """N probabilities, by the domain classifier, that image i shows ``labels[i]``.
@@ -273,6 +284,14 @@ class GenerativeModel(ABC):
         once wrapped. The default returns False: the family trains in one process only,
         and ``--nproc`` > 1 is refused for it."""
         return False
+
+    def realness(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor | None:
+        """How real the model's own critic finds ``images`` (float in [-1, 1], N x C x H x
+        W, on its device) asked for ``labels``: N scores, higher = more real. The gan
+        returns its discriminator's logits; the ``realness`` filter (discriminator
+        rejection sampling) keeps the samples it scores highest. The default returns None:
+        no critic."""
+        return None
 
     def start_from(self, state: Mapping[str, torch.Tensor], classes: Sequence[int | None]) -> bool:
         """Take the weights of a trained model of the same family and settings

@@ -430,6 +430,26 @@ class Gan(GenerativeModel):
                 norm.momentum = 0.1
             net.train(was_training)
 
+    @torch.no_grad()
+    def realness(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """D's logits for ``images``, in eval mode (batch norm's running statistics, the
+        spectral norms as they stand), so an image's score does not depend on its batch;
+        a cascade's D scores the images averaged down to its own size."""
+        images = images.to(self.device, torch.float32)
+        if self.upscaler is not None:
+            images = downscale(images, self.upscaler.factor)
+        labels = labels.to(self.device, torch.int64)
+        if not self.classes:
+            labels = torch.zeros_like(labels)
+        was_training = self.discriminator.training
+        self.discriminator.eval()
+        try:
+            with self._autocast():
+                group = math.gcd(4, len(images))
+                return self.discriminator(images, labels, group).float()
+        finally:
+            self.discriminator.train(was_training)
+
     def generate(self, noise: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         net = self.generator_ema if self.options.ema > 0 else self.generator
         was_training = net.training

@@ -140,7 +140,9 @@ def run_scenario(
             progress,
             start,
         )
-        reference = setup.reference_context(dataset, train_idx, device, settings.cache_dir)
+        reference = setup.reference_context(
+            dataset, train_idx, device, settings.cache_dir, model
+        )
         real = setup.as_float(dataset, held_idx, device)
         held_context = setup.for_batch(reference, setup.labels_of(dataset, held_idx, device))
         filters = filtering.calibrate(chosen_filters, real, held_context, scenario.sample)

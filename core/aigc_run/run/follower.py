@@ -52,7 +52,7 @@ def follow(
         for c, _ in filtering.resolve_filters(plugins, scenario)
         if c.item.name in thresholds
     ]
-    reference = setup.reference_context(dataset, train_idx, device, settings.cache_dir)
+    reference = setup.reference_context(dataset, train_idx, device, settings.cache_dir, model)
     batches: list[Any] = []
     result = sampling.sample(
         model,

@@ -102,7 +102,7 @@ def load_trained(
         Path(run.output_dir),
         device,
         list(dataset.class_names),
-        setup.reference_context(dataset, train_idx, device, settings.cache_dir),
+        setup.reference_context(dataset, train_idx, device, settings.cache_dir, model),
         np.bincount(dataset.labels[train_idx], minlength=dataset.num_classes).tolist(),
     )
 

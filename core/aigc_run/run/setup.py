@@ -9,6 +9,7 @@ quality filters compare against.
 from __future__ import annotations
 
 import dataclasses
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -135,12 +136,16 @@ def labels_of(dataset: Dataset, index: Any, device: str) -> torch.Tensor:
 
 
 def reference_context(
-    dataset: Dataset, train_idx: Any, device: str, cache_dir: Path
+    dataset: Dataset,
+    train_idx: Any,
+    device: str,
+    cache_dir: Path,
+    model: GenerativeModel | None = None,
 ) -> FilterContext:
     """What the quality filters compare generated images against: up to REFERENCE_LIMIT
     training images that fit in REFERENCE_BYTES as float (a fixed random subset beyond
     that) and the run's domain classifier. Its ``labels`` are empty: each batch puts its
-    own in (``for_batch``)."""
+    own in (``for_batch``). ``model``: the run's, whose critic the ``realness`` filter asks."""
     import numpy as np
 
     from aigc_run.evaluation.classifier import DomainClassifier
@@ -157,7 +162,13 @@ def reference_context(
         reference_labels,
         dataset.class_names,
         DomainClassifier(reference, reference_labels, len(dataset.class_names), cache_dir),
+        None if model is None else partial(_realness, model),
     )
+
+
+def _realness(model: GenerativeModel, images: torch.Tensor, labels: torch.Tensor) -> Any:
+    """The model's critic on filter images (float in [0, 1]), as it saw them: in [-1, 1]."""
+    return model.realness(images * 2 - 1, labels)
 
 
 def for_batch(reference: FilterContext, labels: torch.Tensor) -> FilterContext:
