@@ -81,6 +81,10 @@ class TrainConfig(_Section):
     max_loss: Annotated[float, Field(gt=0)] | None = 1e6
     # "auto" = bfloat16 autocast and channels_last on CUDA, float32 on the CPU.
     precision: Literal["auto", "fp32", "bf16"] = "auto"
+    # CPU threads: "auto" takes the cores this process may use that other work leaves
+    # free, when the command starts (threads.py); AIGC_THREADS or OMP_NUM_THREADS decide
+    # instead when set.
+    threads: Annotated[int, Field(ge=1, le=1024)] | Literal["auto"] = "auto"
     # Start from a trained model instead of random weights: a run id (see aigc-run runs) or
     # a plugin's base model, PLUGIN:NAME (aigc-run plugins lists them). Its networks, not
     # its optimiser or step; classes are matched by name (run/transfer.py).

@@ -57,7 +57,11 @@ class Writers:
         self.pool: ProcessPoolExecutor | None = None
         if processes > 0 and _picklable(writer.item.write):
             context = multiprocessing.get_context("spawn")
-            self.pool = ProcessPoolExecutor(processes, mp_context=context)
+            # One torch thread each: the workers encode files, and a full pool apiece would
+            # crowd the cores the generator needs.
+            self.pool = ProcessPoolExecutor(
+                processes, mp_context=context, initializer=torch.set_num_threads, initargs=(1,)
+            )
             for _ in range(processes):  # start the workers (importing torch takes seconds)
                 self.pool.submit(_warm_up)  # while the first batches are being generated
         self.in_flight = 2 * max(processes, 1)  # enough to keep every worker fed

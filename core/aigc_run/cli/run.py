@@ -58,9 +58,10 @@ def scenario(
     loaded = load_plugins()
     content = _scenario_content(name_or_file, loaded)
     resolved = scenarios_module.resolve(content, overrides, data_path)
-    from aigc_run import dist
+    from aigc_run import dist, threads
     from aigc_run.run.engine import run_scenario
 
+    threads.apply(threads.choose(resolved.train.threads))
     with dist.session() as ranks:
         say, progress = output(ranks.main, quiet)
         result = run_scenario(resolved, loaded, Settings(), say=say, progress=progress)
@@ -76,8 +77,10 @@ def resume(run_id: int, quiet: bool, nproc: int) -> None:
     """Continue an interrupted or failed run from its last checkpoint."""
     if nproc > 1 and "WORLD_SIZE" not in os.environ:
         _launch(nproc, ["resume", str(run_id), *(["--quiet"] if quiet else [])])
-    from aigc_run import dist
+    from aigc_run import dist, threads
     from aigc_run.run.resume import resume_run
+
+    threads.apply(threads.choose("auto"))  # the run's own train.threads, when a number, wins
 
     with dist.session() as ranks:
         say, progress = output(ranks.main, quiet)
@@ -172,6 +175,9 @@ def sample(
             "give one of --count N, --regenerate INDEX or --interpolate INDEX_A INDEX_B",
             "e.g. aigc-run sample 3 --count 1000, or aigc-run sample 3 --regenerate 17",
         )
+    from aigc_run import threads
+
+    threads.apply(threads.choose("auto"))
     plugins = load_plugins()
     trained = load_trained(run_id, step, plugins, Settings())
     seed = trained.scenario.sample.seed if seed is None else seed
@@ -239,9 +245,11 @@ def _scenario_content(name_or_file: str, loaded: Any) -> dict[str, Any]:
 @click.option("--features", help="Comma-separated feature spaces: domain, inception.")
 def evaluate(run_id: int, metrics: str | None, samples: int | None, features: str | None) -> None:
     """Evaluate a finished run again, from its final checkpoint (docs/evaluation.md)."""
+    from aigc_run import threads
     from aigc_run.evaluation import describe
     from aigc_run.run.rerun import evaluate_run
 
+    threads.apply(threads.choose("auto"))
     def names(text: str | None) -> list[str] | None:
         return None if text is None else [n.strip() for n in text.split(",") if n.strip()]
 

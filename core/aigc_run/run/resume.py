@@ -87,4 +87,8 @@ def resume_run(
     finally:
         registry.close()
     dist.send_scenario(scenario)
+    if scenario.train.threads != "auto":  # a number the run was given: the same again
+        from aigc_run import threads
+
+        threads.apply(threads.choose(scenario.train.threads))
     return run_scenario(scenario, plugins, settings, say, progress, resume=target)
