@@ -235,3 +235,25 @@ def test_chromium_renders_the_plots_and_images(tiny_run, tmp_path):
 
     assert near((31, 119, 180)) > 50  # matplotlib's first line colour: the loss curves drew
     assert near((221, 85, 85)) > 200  # the histograms' rejected bars drew
+
+
+def test_every_rejected_sample_shows_in_its_filters_histogram(tmp_path: Path) -> None:
+    # Most scores sit near 0.9; four rejected ones lie far below them, beyond the plot's
+    # range (3 interquartile ranges): they go in the end bins, never off the plot.
+    from aigc_run.registry import SampleInfo
+    from aigc_run.report import Page, filter_histograms
+
+    samples = [
+        SampleInfo(f"s/{i}.png", "a", 0, i, {"legibility": 0.9 + (i % 5) / 1000}, True, None)
+        for i in range(50)
+    ] + [
+        SampleInfo("", "a", 0, 50 + i, {"legibility": score}, False, "legibility")
+        for i, score in enumerate([0.0, 0.2, 0.0, 0.1])
+    ]
+    assets = tmp_path / "assets"
+    assets.mkdir()
+    (plot,) = filter_histograms(
+        Page(tmp_path / "r.html", assets, tmp_path), samples, {"threshold:legibility": 0.5}
+    )
+    assert (plot.accepted, plot.rejected, plot.outside) == (50, 4, 4)
+    assert plot.shown_rejected == 4

@@ -52,7 +52,7 @@ def write_report(registry: Registry, run_id: int, out: Path | None = None) -> Pa
     run_dir = Path(detail.output_dir)
     out = (out or run_dir / "report.html").absolute()
     assets = _fresh_assets(out)
-    page = _Page(out, assets, run_dir)
+    page = Page(out, assets, run_dir)
 
     samples = registry.samples(run_id)
     history = registry.evaluation_history(run_id)
@@ -63,7 +63,7 @@ def write_report(registry: Registry, run_id: int, out: Path | None = None) -> Pa
         "curves": _curves(page, registry.metric_series(run_id), history),
         "contact_sheet": page.copy_image(run_dir / "contact_sheet.png", "contact_sheet.png"),
         "class_sheets": _class_sheets(page, samples),
-        "filters": _filter_histograms(page, samples, detail.evaluations),
+        "filters": filter_histograms(page, samples, detail.evaluations),
         "rejected": _rejected(page, samples),
         "rejected_by_filter": detail.samples.rejected_by_filter,
         "memorisation": _memorisation(page, run_dir),
@@ -100,7 +100,9 @@ def _fresh_assets(out: Path) -> Path:
     return assets
 
 
-class _Page:
+class Page:
+    """Where the report and its pictures go: the page, its assets folder and the run's folder."""
+
     def __init__(self, out: Path, assets: Path, run_dir: Path) -> None:
         self.out, self.assets, self.run_dir = out, assets, run_dir.resolve()
 
@@ -166,7 +168,7 @@ def _flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def _curves(
-    page: _Page, series: Mapping[str, list[tuple[int, float]]], history: Sequence[Any]
+    page: Page, series: Mapping[str, list[tuple[int, float]]], history: Sequence[Any]
 ) -> list[Picture]:
     """Loss curves, the other training metrics, and evaluations measured at several steps."""
     losses = {n: p for n, p in series.items() if "loss" in n}
@@ -199,7 +201,7 @@ def _curves(
     return pictures
 
 
-def _class_sheets(page: _Page, samples: Sequence[SampleInfo]) -> list[Picture]:
+def _class_sheets(page: Page, samples: Sequence[SampleInfo]) -> list[Picture]:
     """One contact sheet of accepted samples per class, from the files in the run's folder."""
     by_class: dict[str, list[Path]] = {}
     for sample in samples:
@@ -247,13 +249,16 @@ class FilterPlot:
     threshold: float | None
     accepted: int
     rejected: int
-    outside: int  # scores beyond the plotted range
+    outside: int  # scores beyond the plotted range, drawn in its end bins
     picture: str
+    shown_rejected: int = 0  # rejected samples the bars hold: all of them
 
 
-def _filter_histograms(
-    page: _Page, samples: Sequence[SampleInfo], evaluations: Mapping[str, float]
+def filter_histograms(
+    page: Page, samples: Sequence[SampleInfo], evaluations: Mapping[str, float]
 ) -> list[FilterPlot]:
+    import numpy as np
+
     names = sorted({name for s in samples for name in s.scores})
     plots = []
     for k, name in enumerate(names):
@@ -265,8 +270,10 @@ def _filter_histograms(
         low, high, outside = _score_range(kept + dropped, threshold)
         figure = page.figure(4.5, 2.8)
         axes = figure.subplots()
-        axes.hist(
-            [kept, dropped],
+        # Extreme scores go in the end bins rather than off the plot: a rejected sample
+        # scored far below the others must still show as a red bar.
+        counts, _, _ = axes.hist(
+            [np.clip(kept, low, high), np.clip(dropped, low, high)],
             bins=30,
             range=(low, high),
             stacked=True,
@@ -289,6 +296,7 @@ def _filter_histograms(
                 len(dropped),
                 outside,
                 page.save(figure, f"filter-{k}.png"),
+                round(float((counts[1] - counts[0]).sum())),
             )
         )
     return plots
@@ -302,7 +310,7 @@ class Rejected:
     reason: str
 
 
-def _rejected(page: _Page, samples: Sequence[SampleInfo]) -> list[Rejected]:
+def _rejected(page: Page, samples: Sequence[SampleInfo]) -> list[Rejected]:
     shown = []
     for sample in [s for s in samples if not s.accepted][:REJECTED_SHOWN]:
         picture = page.copy_image(page.inside_run(sample.file), f"rejected-{sample.index}.png")
@@ -329,7 +337,7 @@ class Memorisation:
     worst: list[Memorised]
 
 
-def _memorisation(page: _Page, run_dir: Path) -> Memorisation:
+def _memorisation(page: Page, run_dir: Path) -> Memorisation:
     """The closest samples to the training set, from ``evaluation/memorisation.json``: a list
     of {"sample", "nearest_train", "distance", "threshold"}, paths relative to the run."""
     path = run_dir / "evaluation" / "memorisation.json"
