@@ -142,3 +142,22 @@ def test_few_shot_trains_the_base_once_and_the_arms_side_by_side(tmp_path: Path)
     assert summary["median"] == pytest.approx(ratio)
     # a second run finds the base model in the cache instead of training it again
     assert len(list(tmp_path.glob("few-shot-base-*"))) == 1
+
+
+@pytest.mark.slow
+@pytest.mark.realdata(PNEUMONIA)
+def test_drs_compares_the_kept_samples_with_as_many_unfiltered(tmp_path: Path):
+    benchmark = _load_benchmark("drs")
+    args = ["--data", "pneumoniamnist", "--data-dir", str(DATA), "--minutes", "0.03"]
+    args += ["--seeds", "0", "--samples", "40", "--inception-samples", "0", "--keep", "0.5"]
+    args += ["--set", "data.max_images=200", "--cache", str(tmp_path), "--results", str(tmp_path)]
+    record = benchmark.main(args)
+    (seed,) = record["figures"]["seeds"]
+    kept, unfiltered = seed["keep 0.5"], seed["unfiltered"]
+    assert seed["steps"] >= 1
+    assert kept["ratios"]["fid_domain"] == pytest.approx(
+        kept["fid_domain"] / unfiltered["fid_domain"]
+    )
+    assert record["figures"]["ratios"]["keep 0.5"]["fid_domain"]["median"] == pytest.approx(
+        kept["ratios"]["fid_domain"]
+    )
