@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -22,10 +24,21 @@ TINY = [
 ]  # fmt: skip
 
 
+@pytest.fixture(scope="module")
+def shared_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One tiny run that every test here reads (none changes it)."""
+    home = tmp_path_factory.mktemp("shared") / "aigc-home"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("AIGC_HOME", str(home))
+        patch.delenv("AIGC_DATABASE_URL", raising=False)
+        result = CliRunner().invoke(main, TINY)
+        assert result.exit_code == 0, result.output
+    return home
+
+
 @pytest.fixture
-def run_id() -> int:
-    result = CliRunner().invoke(main, TINY)
-    assert result.exit_code == 0, result.output
+def run_id(shared_home: Path, monkeypatch: pytest.MonkeyPatch) -> int:
+    monkeypatch.setenv("AIGC_HOME", str(shared_home))
     (run,) = Registry(Settings().registry_url).list_runs()
     return run.id
 

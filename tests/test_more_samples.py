@@ -30,8 +30,7 @@ TINY = [
 ]  # fmt: skip
 
 
-@pytest.fixture
-def run() -> tuple[int, Path]:
+def _tiny_run() -> tuple[int, Path]:
     result = CliRunner().invoke(main, TINY)
     assert result.exit_code == 0, result.output
     registry = Registry(Settings().registry_url)
@@ -39,6 +38,33 @@ def run() -> tuple[int, Path]:
     detail = registry.get_run(summary.id)
     registry.close()
     return summary.id, Path(detail.output_dir)
+
+
+@pytest.fixture(scope="module")
+def shared_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One tiny run for the tests that only read it (sampling writes to its own folders)."""
+    home = tmp_path_factory.mktemp("shared") / "aigc-home"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("AIGC_HOME", str(home))
+        patch.delenv("AIGC_DATABASE_URL", raising=False)
+        _tiny_run()
+    return home
+
+
+@pytest.fixture
+def run(shared_home: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[int, Path]:
+    monkeypatch.setenv("AIGC_HOME", str(shared_home))
+    registry = Registry(Settings().registry_url)
+    (summary,) = registry.list_runs()
+    detail = registry.get_run(summary.id)
+    registry.close()
+    return summary.id, Path(detail.output_dir)
+
+
+@pytest.fixture
+def fresh_run() -> tuple[int, Path]:
+    """A run of the test's own, for a test that changes what the registry recorded."""
+    return _tiny_run()
 
 
 def _manifest(folder: Path) -> list[dict[str, str]]:
@@ -128,10 +154,10 @@ def test_a_run_recorded_before_sample_noise_regenerates_with_its_own_noise(tmp_p
     assert np.array_equal(redrawn, np.asarray(Image.open(output / row["file"])))
 
 
-def test_a_checkpoint_that_does_not_fit_the_model_is_explained(run) -> None:
+def test_a_checkpoint_that_does_not_fit_the_model_is_explained(fresh_run) -> None:
     # As a checkpoint from before a model family changed its networks reads today: its
     # tensors do not fit the networks that the run's recorded settings build.
-    run_id, _ = run
+    run_id, _ = fresh_run
     _edit_config(run_id, lambda config: config["model"].update(width=16))
     result = CliRunner().invoke(main, ["sample", str(run_id), "--count", "3"])
     assert result.exit_code == 1, result.output

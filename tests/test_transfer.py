@@ -61,16 +61,29 @@ def _cli(*args: str) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
-@pytest.fixture
-def base(tmp_path: Path) -> tuple[Path, int]:
-    """The scenario file and a completed run on Dress, Shirt and Shoes."""
-    scenario = tmp_path / "line.toml"
+@pytest.fixture(scope="module")
+def base_home(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, int]:
+    """A home with a completed run on Dress, Shirt and Shoes, shared by the tests here:
+    they add runs beside it and put back what they change."""
+    folder = tmp_path_factory.mktemp("base")
+    scenario = folder / "line.toml"
     scenario.write_text(SCENARIO)
-    data = _folder(tmp_path / "catalogue", {"Dress": 8, "Shirt": 8, "Shoes": 8})
-    code, output = _cli("scenario", str(scenario), "--data", str(data), "--quiet")
-    assert code == 0, output
-    (run,) = Registry(Settings().registry_url).list_runs()
-    return scenario, run.id
+    data = _folder(folder / "catalogue", {"Dress": 8, "Shirt": 8, "Shoes": 8})
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("AIGC_HOME", str(folder / "aigc-home"))
+        patch.delenv("AIGC_DATABASE_URL", raising=False)
+        code, output = _cli("scenario", str(scenario), "--data", str(data), "--quiet")
+        assert code == 0, output
+        (run,) = Registry(Settings().registry_url).list_runs()
+    return folder / "aigc-home", scenario, run.id
+
+
+@pytest.fixture
+def base(base_home: tuple[Path, Path, int], monkeypatch: pytest.MonkeyPatch) -> tuple[Path, int]:
+    """The scenario file and the base run, in the shared home."""
+    home, scenario, run_id = base_home
+    monkeypatch.setenv("AIGC_HOME", str(home))
+    return scenario, run_id
 
 
 def _state(registry: Registry, run_id: int) -> dict[str, torch.Tensor]:
