@@ -124,18 +124,18 @@ def test_corrupt_and_fake_images_are_skipped_and_counted(tmp_path):
 
 def test_runs_lists_and_shows(tmp_path):
     loud = [a for a in TINY if a != "--quiet"]
-    done = run_cli("scenario", "medical", *loud, "--set", "train.steps=20",
+    done = run_cli("scenario", "medical", *loud, "--set", "train.steps=10",
                    "--set", "data.options.demo_count=60")  # fmt: skip
     # Not a terminal: progress is a plain line every tenth of the work, never a bar.
     log = done.stdout + done.stderr
-    assert "train: 2/20 step (10%)" in done.stderr and "train: 20/20 step (100%)" in log
+    assert "train: 1/10 step (10%)" in done.stderr and "train: 10/10 step (100%)" in log
     assert "\r" not in log and len(log.splitlines()) < 60
     listing = run_cli("runs")
     assert listing.returncode == 0 and "medical" in listing.stdout
     run_id = listing.stdout.split()[0]
     shown = run_cli("runs", "show", run_id)
     assert shown.returncode == 0, shown.stderr
-    assert "[completed]" in shown.stdout and "checkpoint step 20" in shown.stdout
+    assert "[completed]" in shown.stdout and "checkpoint step 10" in shown.stdout
     assert_short_error(run_cli("runs", "show", "999"), "no run with id 999")
 
 
