@@ -48,7 +48,8 @@ def test_a_loaded_run_generates_what_aigc_run_sample_draws(run_id: int, tmp_path
     assert model.image_size == 16 and len(model.classes) == 2 and model.step == 4
     wanted = model.classes[1]
     batch = model.generate(5, classes=[wanted.upper()], seed=3, truncation=0.7)
-    assert batch.images.shape == (5, 16, 16, 1) and batch.images.dtype == np.uint8
+    assert batch.shape == batch.images.shape == (5, 16, 16, 1)
+    assert batch.images.dtype == np.uint8
     assert batch.classes == [wanted] * 5 and batch.accepted.all()
     assert set(batch.scores) == {"intensity-plausibility", "memorisation", "realness"}
     realness = batch.scores["realness"]  # the run's own discriminator, one logit per image

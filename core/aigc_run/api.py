@@ -40,6 +40,11 @@ class Generated:
     scores: dict[str, np.ndarray]  # quality filter name -> score of each image
     accepted: np.ndarray  # bool N: passed every filter (all True when filtered)
 
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """The images' shape: N x H x W x C."""
+        return tuple(self.images.shape)
+
     def pil(self) -> list[Image.Image]:
         """The images as PIL images (grayscale or RGB)."""
         from PIL import Image
