@@ -97,3 +97,14 @@ def test_the_realness_filter_scores_with_the_runs_discriminator(run_id: int) -> 
     together = gan.realness(images, labels)
     alone = torch.cat([gan.realness(images[i : i + 1], labels[i : i + 1]) for i in range(4)])
     assert torch.allclose(together, alone, atol=1e-5)  # eval mode: no batch statistics
+
+
+def test_a_lower_truncation_draws_less_varied_images(run_id: int) -> None:
+    model = aigc_run.load(run_id, device="cpu")
+
+    def spread(psi: float) -> float:
+        images = model.generate(32, seed=5, truncation=psi, filtered=False).images
+        flat = images.reshape(len(images), -1).astype(np.float64)
+        return float(np.mean([np.abs(a - b).mean() for a in flat for b in flat]))
+
+    assert spread(0.5) < spread(1.0)
