@@ -216,7 +216,7 @@ def test_killed_run_is_marked_interrupted_on_the_next_start():
 @pytest.mark.slow
 def test_short_real_training_learns_the_white_background():
     # The shipped recipe on the demo catalogue: an untrained generator draws grey noise that
-    # the background filter rejects; one trained 500 steps draws products on white that it
+    # the background filter rejects; one trained 300 steps draws products on white that it
     # keeps. Only the background is judged here (class-consistency has its own tests), and
     # nothing is evaluated; no time cap, so a busy machine trains as far as a quiet one.
     result = run_cli(
@@ -224,7 +224,7 @@ def test_short_real_training_learns_the_white_background():
         "ecommerce",
         "--quiet",
         "--set",
-        "train.steps=500",
+        "train.steps=300",
         "--set",
         "train.max_minutes=60",
         "--set",
