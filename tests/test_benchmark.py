@@ -113,33 +113,3 @@ def test_vae_sampler_scores_the_prior_and_the_mixture(tmp_path: Path, monkeypatc
     # real X-rays (the last 200 of the training set) against the same reference.
     (score,), (images,) = scorers, train
     assert score(images[-200:])["fid_domain"] < min(prior, mixture)
-
-
-@pytest.mark.slow
-@pytest.mark.realdata(PNEUMONIA)
-def test_few_shot_trains_the_base_once_and_the_arms_side_by_side(tmp_path: Path):
-    benchmark = _load_benchmark("few_shot")
-    args = ["--data", "pneumoniamnist", "--data-dir", str(DATA), "--held-out", "PNEUMONIA"]
-    args += ["--base-minutes", "0.03", "--minutes", "0.03", "--shots", "20", "--seeds", "0"]
-    args += ["--samples", "30", "--freeze-d", "1", "--set", "data.max_images=200"]
-    args += ["--arms", "scratch,finetune-ada"]  # each change once: a base, and ADA
-    args += ["--cache", str(tmp_path), "--results", str(tmp_path)]
-    record = benchmark.main(args)
-    assert record["source"] == "written by benchmarks/few_shot.py"
-    assert record["base_classes"] == ["normal"] and record["budget"]["base_steps"] >= 1
-    (run,) = record["figures"]["runs"]
-    assert run["shots"] == 20 and run["test_photos"] > 0
-    assert set(run["arms"]) == {"scratch", "finetune-ada"}
-    for arm, figures in run["arms"].items():
-        assert figures["steps"] >= 1 and figures["cpu_seconds"] > 0
-        assert figures["recipe"]["train"]["freeze_d"] == (1 if arm.startswith("fine") else 0)
-        assert (figures["recipe"]["model"].get("augment_p") == "ada") == arm.endswith("-ada")
-        assert 0 <= run["scores"][arm]["memorisation"] <= 1
-    ratio = run["ratios"]["finetune-ada/scratch"]["kid_domain"]
-    assert ratio == pytest.approx(
-        run["scores"]["finetune-ada"]["kid_domain"] / run["scores"]["scratch"]["kid_domain"]
-    )
-    summary = record["figures"]["summary"]["20"]["ratios"]["finetune-ada/scratch"]["kid_domain"]
-    assert summary["median"] == pytest.approx(ratio)
-    # a second run finds the base model in the cache instead of training it again
-    assert len(list(tmp_path.glob("few-shot-base-*"))) == 1
