@@ -3,7 +3,9 @@
 Run it only to accept a deliberate change in what a run draws, and say why in the commit:
 ``python tests/golden/record.py``. Each scenario here runs through the CLI in a fresh
 process on one thread, and its final checkpoint, manifest and the sha256 of every
-written image's pixels are kept in ``tests/golden/<scenario>/``.
+written image's pixels are kept in ``tests/golden/<scenario>/``, and ``machine.json``
+names the CPU and torch build that recorded them: float rounding differs between CPU
+kernels, so only a machine of the same kind can be held to every bit.
 """
 
 from __future__ import annotations
@@ -27,6 +29,24 @@ def run(scenario: Path, home: Path, output: Path) -> None:
     command = [sys.executable, "-m", "aigc_run.cli", "scenario", str(scenario), "--quiet"]
     command += ["--set", f"output.folder={output.as_posix()!r}"]
     subprocess.run(command, env=env, check=True, capture_output=True)
+
+
+def machine() -> dict[str, str]:
+    """What decides the float rounding of a CPU run: the CPU (vendor, family, model), the
+    vector instructions torch's kernels use, and the torch build."""
+    import torch
+
+    cpu: dict[str, str] = {}
+    info = Path("/proc/cpuinfo")
+    for line in info.read_text().splitlines() if info.exists() else []:
+        key, _, value = line.partition(":")
+        if key.strip() in ("vendor_id", "cpu family", "model") and key.strip() not in cpu:
+            cpu[key.strip()] = value.strip()
+    return {
+        **cpu,
+        "capability": torch.backends.cpu.get_cpu_capability(),
+        "torch": torch.__version__,
+    }
 
 
 def pixels(output: Path) -> dict[str, str]:
@@ -55,6 +75,7 @@ def main() -> None:
             shutil.copy(output / "manifest.csv", keep / "manifest.csv")
             (keep / "pixels.json").write_text(json.dumps(pixels(output), indent=1) + "\n")
             print(f"{scenario.name}: recorded {keep}")
+    (HERE / "machine.json").write_text(json.dumps(machine(), indent=1) + "\n")
 
 
 if __name__ == "__main__":
