@@ -77,7 +77,9 @@ def test_load_explains_what_it_cannot_use(run_id: int) -> None:
     with pytest.raises(aigc_run.ConfigError, match="truncation in"):
         model.generate(2, truncation=1.5)
     with pytest.raises(aigc_run.ConfigError, match="give a run id"):
-        aigc_run.load("latest")  # type: ignore[arg-type]
+        aigc_run.load(2.5)  # type: ignore[arg-type]
+    with pytest.raises(aigc_run.ConfigError, match="is not an aigc-run export"):
+        aigc_run.load("latest")  # a path: a folder aigc-run export wrote
     with pytest.raises(aigc_run.AigcError, match="no run with id 99"):
         aigc_run.load(99)
 

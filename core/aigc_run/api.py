@@ -15,8 +15,10 @@ the run's cached data (the filters compare against the training images).
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -96,6 +98,13 @@ class TrainedModel:
                 "count must be at least 1 and truncation in (0, 1]",
             )
         trained = self._trained
+        unscored = trained.reference is None  # an export made with --no-reference
+        if unscored and filtered and self._filters:
+            raise ConfigError(
+                "this export has no training images (--no-reference), which the filters "
+                "compare against",
+                "generate(..., filtered=False) draws without them, or export with them",
+            )
         cfg = trained.scenario.sample
         seed = cfg.seed if seed is None else seed
         plan = class_plan(trained, classes, proportions) or (lambda d, n: list(range(d, d + n)))
@@ -112,8 +121,11 @@ class TrainedModel:
                     trained.model, seed, indices, labels, cfg.truncation, self.device,
                     cfg.noise, truncation,
                 )  # fmt: skip
-                context = dataclasses.replace(trained.reference, labels=labels.to(self.device))
-                scores = filtering.score_all(self._filters, images, context, cfg, {})
+                if unscored:
+                    scores = {}
+                else:
+                    context = dataclasses.replace(trained.reference, labels=labels.to(self.device))
+                    scores = filtering.score_all(self._filters, images, context, cfg, {})
                 rejected = filtering.decide(self._filters, scores, size)
                 keep = np.array([not failed or not filtered for failed in rejected])
                 parts.append(
@@ -145,20 +157,35 @@ class TrainedModel:
         )
 
 
-def load(run: int, step: int | None = None, device: str | None = None) -> TrainedModel:
+def load(
+    run: int | str | os.PathLike[str], step: int | None = None, device: str | None = None
+) -> TrainedModel:
     """Run ``run``'s model at checkpoint ``step`` (default: its last), on ``device``
-    (default: the run's train.device, "auto" = CUDA when there is a GPU, else the CPU)."""
+    (default: the run's train.device, "auto" = CUDA when there is a GPU, else the CPU).
+
+    ``run`` a path: the folder ``aigc-run export`` wrote (no registry or data needed; its
+    files are checked against their sha256 first); ``step`` does not apply to it."""
     from aigc_run.plugins import load_plugins
     from aigc_run.run.more_samples import load_trained, run_filters
     from aigc_run.settings import Settings
 
-    if isinstance(run, bool) or not isinstance(run, int):
-        raise ConfigError(
-            f"aigc_run.load({run!r}): give a run id (an int)",
-            "aigc-run runs lists them",
-        )
     settings = Settings()
-    plugins = load_plugins(settings.disabled)
-    trained = load_trained(run, step, plugins, settings, device)
-    filters = run_filters(trained, plugins)
-    return TrainedModel(trained, filters)
+    if isinstance(run, str | os.PathLike):
+        from aigc_run.run.export import load_export
+
+        if step is not None:
+            raise ConfigError(
+                f"aigc_run.load({str(run)!r}, step={step}): an export holds one checkpoint",
+                "export the run at that step: aigc-run export RUN_ID --checkpoint STEP",
+            )
+        plugins = load_plugins(settings.disabled)
+        trained = load_export(Path(run), plugins, device)
+    elif isinstance(run, int) and not isinstance(run, bool):
+        plugins = load_plugins(settings.disabled)
+        trained = load_trained(run, step, plugins, settings, device)
+    else:
+        raise ConfigError(
+            f"aigc_run.load({run!r}): give a run id (an int) or an export folder (a path)",
+            "aigc-run runs lists the runs",
+        )
+    return TrainedModel(trained, run_filters(trained, plugins))

@@ -51,6 +51,7 @@ def _add_commands() -> None:
         run.scenario,
         run.resume,
         run.sample,
+        run.export,
         run.evaluate,
         runs.runs,
         runs.report,

@@ -206,6 +206,33 @@ def sample(
     )
 
 
+@click.command("export")
+@click.argument("run_id", type=int)
+@click.option(
+    "--out",
+    "folder",
+    required=True,
+    type=click.Path(path_type=Path, file_okay=False),
+    help="New or empty folder to write the export to.",
+)
+@click.option("--checkpoint", "step", type=int, help="Checkpoint step (default: the last).")
+@click.option(
+    "--no-reference",
+    is_flag=True,
+    help="Leave out the training images the filters compare against (then the export "
+    "draws unfiltered).",
+)
+def export(run_id: int, folder: Path, step: int | None, no_reference: bool) -> None:
+    """Write a trained run as a self-contained folder: weights, config, model card.
+
+    aigc_run.load(FOLDER) draws from it with no registry and no training data."""
+    from aigc_run.run.export import export as write_export
+
+    settings = Settings()
+    done = write_export(run_id, folder, load_plugins(), settings, step, not no_reference)
+    click.echo(f"run {run_id} exported to {done}; model card: {done / 'README.md'}")
+
+
 def samples(count: int) -> str:
     return f"{count} sample" if count == 1 else f"{count} samples"
 
@@ -250,6 +277,7 @@ def evaluate(run_id: int, metrics: str | None, samples: int | None, features: st
     from aigc_run.run.rerun import evaluate_run
 
     threads.apply(threads.choose("auto"))
+
     def names(text: str | None) -> list[str] | None:
         return None if text is None else [n.strip() for n in text.split(",") if n.strip()]
 

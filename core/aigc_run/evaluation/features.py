@@ -139,8 +139,7 @@ def domain_features(
     pixels = _uint8_cpu(torch.as_tensor(images))
     targets = torch.as_tensor(labels).detach().cpu().long().contiguous()
     classes = num_classes if num_classes >= 2 else 0
-    key = fingerprint(pixels, targets, classes)
-    path = cache_dir / "features" / f"domain-v{PROTOCOL_VERSION}-{key}.safetensors"
+    path = network_path(cache_dir, pixels, targets, num_classes)
     if path.is_file():
         net = DomainNet(int(pixels.shape[1]), classes, int(pixels.shape[-1]))
         net.load_state_dict(checkpoints.load(path))
@@ -149,6 +148,19 @@ def domain_features(
         net = train_network(pixels, targets, classes, device)
         checkpoints.save(path, net.state_dict(), {"protocol": str(PROTOCOL_VERSION)})
     return DomainFeatures(net, device)
+
+
+def network_path(
+    cache_dir: Path,
+    images: np.ndarray | torch.Tensor,
+    labels: np.ndarray | torch.Tensor,
+    num_classes: int,
+) -> Path:
+    """Where ``domain_features`` keeps the network for these images in ``cache_dir``."""
+    pixels = _uint8_cpu(torch.as_tensor(images))
+    targets = torch.as_tensor(labels).detach().cpu().long().contiguous()
+    key = fingerprint(pixels, targets, num_classes if num_classes >= 2 else 0)
+    return cache_dir / "features" / f"domain-v{PROTOCOL_VERSION}-{key}.safetensors"
 
 
 def _uint8_cpu(images: torch.Tensor) -> torch.Tensor:

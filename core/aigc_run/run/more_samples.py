@@ -40,8 +40,9 @@ class Trained:
     output_dir: Path
     device: str
     class_names: list[str]
-    reference: Any  # FilterContext over the training images
+    reference: Any  # FilterContext over the training images; None: exported without them
     class_counts: list[int]  # training images per class, for --proportions data
+    spec: Any  # the ModelSpec that built the model
 
 
 def load_trained(
@@ -86,7 +87,8 @@ def load_trained(
     dataset = load_dataset(plugins, scenario, settings.cache_dir, lambda _: None)
     train_idx, _ = setup.split(dataset, scenario)
     device = setup.pick_device(device or scenario.train.device)
-    model = setup.build_model(family, scenario, dataset, device)
+    spec = setup.model_spec(scenario, dataset, device)
+    model = setup.create_model(family, spec)
     restore(model, path)
     thresholds = {
         e.metric.removeprefix("threshold:"): e.value
@@ -94,16 +96,17 @@ def load_trained(
         if e.metric.startswith("threshold:") and e.step == checkpoint.step
     }
     return Trained(
-        run_id,
-        scenario,
-        model,
-        checkpoint.step,
-        thresholds,
-        Path(run.output_dir),
-        device,
-        list(dataset.class_names),
-        setup.reference_context(dataset, train_idx, device, settings.cache_dir, model),
-        np.bincount(dataset.labels[train_idx], minlength=dataset.num_classes).tolist(),
+        run_id=run_id,
+        scenario=scenario,
+        model=model,
+        step=checkpoint.step,
+        thresholds=thresholds,
+        output_dir=Path(run.output_dir),
+        device=device,
+        class_names=list(dataset.class_names),
+        reference=setup.reference_context(dataset, train_idx, device, settings.cache_dir, model),
+        class_counts=np.bincount(dataset.labels[train_idx], minlength=dataset.num_classes).tolist(),
+        spec=spec,
     )
 
 

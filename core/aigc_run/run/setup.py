@@ -9,6 +9,7 @@ quality filters compare against.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -83,7 +84,13 @@ def build_model(
     import torch
 
     torch.manual_seed(scenario.train.seed)
-    spec = ModelSpec(
+    return create_model(family, model_spec(scenario, dataset, device))
+
+
+def model_spec(scenario: Scenario, dataset: Dataset, device: str) -> ModelSpec:
+    """What the model family builds the networks from: the data's shape and classes, and
+    the scenario's model and training settings."""
+    return ModelSpec(
         channels=int(dataset.images.shape[1]),
         image_size=int(dataset.images.shape[2]),
         num_classes=dataset.num_classes,
@@ -92,6 +99,10 @@ def build_model(
         train=scenario.train.model_dump(),
         device=device,
     )
+
+
+def create_model(family: Contribution[ModelFamily], spec: ModelSpec) -> GenerativeModel:
+    """``family``'s model for ``spec``, checked to be a GenerativeModel."""
     model = family.item.create(spec)
     if not isinstance(model, GenerativeModel):
         raise PluginError(
@@ -104,9 +115,7 @@ def build_model(
     return model
 
 
-def check_model(
-    family: Contribution[ModelFamily], scenario: Scenario, channels: int
-) -> None:
+def check_model(family: Contribution[ModelFamily], scenario: Scenario, channels: int) -> None:
     """Build the family's model once on the CPU, before the run is recorded, so that an
     image size or a model setting it refuses fails at once and leaves no failed run in the
     registry. ``channels``: what the dataset source yields; classes are not known yet."""
@@ -148,20 +157,32 @@ def reference_context(
     own in (``for_batch``). ``model``: the run's, whose critic the ``realness`` filter asks."""
     import numpy as np
 
-    from aigc_run.evaluation.classifier import DomainClassifier
-
     chosen = train_idx
     limit = min(REFERENCE_LIMIT, REFERENCE_BYTES // (4 * dataset.images[0].size))
     if len(train_idx) > limit:
         chosen = np.sort(np.random.default_rng(0).choice(train_idx, limit, replace=False))
     reference = as_float(dataset, chosen, device)
     reference_labels = labels_of(dataset, chosen, device)
+    return filter_context(reference, reference_labels, dataset.class_names, cache_dir, model)
+
+
+def filter_context(
+    reference: torch.Tensor,
+    reference_labels: torch.Tensor,
+    class_names: Sequence[str],
+    cache_dir: Path,
+    model: GenerativeModel | None = None,
+) -> FilterContext:
+    """The filters' context over ``reference`` images (float in [0, 1]): the domain
+    classifier trained on them (or found in ``cache_dir``) and ``model``'s critic."""
+    from aigc_run.evaluation.classifier import DomainClassifier
+
     return FilterContext(
         reference_labels[:0],
         reference,
         reference_labels,
-        dataset.class_names,
-        DomainClassifier(reference, reference_labels, len(dataset.class_names), cache_dir),
+        class_names,
+        DomainClassifier(reference, reference_labels, len(class_names), cache_dir),
         None if model is None else partial(_realness, model),
     )
 
