@@ -8,6 +8,7 @@ command needs them.
 
 __version__ = "0.1.0"
 
+from os import PathLike
 from typing import Any
 
 from aigc_run.contract.components import (
@@ -40,9 +41,12 @@ from aigc_run.contract.hookspecs import hookimpl
 from aigc_run.contract.images import write_png
 
 
-def load(run: int, step: int | None = None, device: str | None = None) -> Any:
-    """A trained run's model, to draw images from in Python (docs/api.md): returns an
-    ``aigc_run.api.TrainedModel``. Imports torch when called, not when aigc_run is."""
+def load(
+    run: int | str | PathLike[str], step: int | None = None, device: str | None = None
+) -> Any:
+    """A trained run's model (a run id, or the folder ``aigc-run export`` wrote), to draw
+    images from in Python (docs/api.md): returns an ``aigc_run.api.TrainedModel``. Imports
+    torch when called, not when aigc_run is."""
     # This package is also the plugins' API, which every layer of the engine imports; the
     # API module sits at the top, beside the CLI. It is reached by name when called, so
     # that importing aigc_run never pulls the layers above in (pyproject's import contracts).

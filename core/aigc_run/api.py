@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -86,10 +86,23 @@ class TrainedModel:
         (default the run's sample.seed), each noise scaled by ``truncation`` (psi, 1 =
         off). ``filtered``: only images that pass the run's filters, drawing up to
         sample.max_tries x count; else the first ``count`` drawn, with their scores."""
-        import torch
+        draw = self.start(count, classes, seed, truncation, filtered, proportions)
+        while draw.wanted:
+            self.draw_round([draw])
+        return self.result(draw)
 
-        from aigc_run.run import filtering
-        from aigc_run.run.generation import AUTO_BATCH, generate
+    # generate in steps, for a caller that draws several asks at once (aigc-run serve)
+
+    def start(
+        self,
+        count: int,
+        classes: Sequence[str] = (),
+        seed: int | None = None,
+        truncation: float = 1.0,
+        filtered: bool = True,
+        proportions: str = "even",
+    ) -> Draw:
+        """An ask for images, as ``generate`` takes it, checked, with nothing drawn yet."""
         from aigc_run.run.more_samples import class_plan
 
         if count < 1 or not 0 < truncation <= 1:
@@ -97,64 +110,130 @@ class TrainedModel:
                 f"generate(count={count}, truncation={truncation})",
                 "count must be at least 1 and truncation in (0, 1]",
             )
-        trained = self._trained
-        unscored = trained.reference is None  # an export made with --no-reference
-        if unscored and filtered and self._filters:
+        if self._trained.reference is None and filtered and self._filters:
             raise ConfigError(
                 "this export has no training images (--no-reference), which the filters "
                 "compare against",
                 "generate(..., filtered=False) draws without them, or export with them",
             )
-        cfg = trained.scenario.sample
-        seed = cfg.seed if seed is None else seed
-        plan = class_plan(trained, classes, proportions) or (lambda d, n: list(range(d, d + n)))
-        batch = cfg.batch_size if isinstance(cfg.batch_size, int) else AUTO_BATCH
-        tries = count * cfg.max_tries if filtered else count
-        parts: list[dict[str, Any]] = []
-        kept = drawn = 0
-        with torch.inference_mode():
-            while kept < count and drawn < tries:
-                size = min(batch, count - kept if filtered else count - drawn)
-                indices = plan(drawn, size)
-                labels = torch.tensor(indices, dtype=torch.int64) % max(len(self.classes), 1)
-                images, pixels = generate(
-                    trained.model, seed, indices, labels, cfg.truncation, self.device,
-                    cfg.noise, truncation,
-                )  # fmt: skip
-                if unscored:
-                    scores = {}
-                else:
-                    context = dataclasses.replace(trained.reference, labels=labels.to(self.device))
-                    scores = filtering.score_all(self._filters, images, context, cfg, {})
-                rejected = filtering.decide(self._filters, scores, size)
-                keep = np.array([not failed or not filtered for failed in rejected])
-                parts.append(
-                    {
-                        "pixels": pixels.numpy()[keep],
-                        "indices": np.asarray(indices)[keep],
-                        "labels": labels.numpy()[keep],
-                        "scores": {n: s.cpu().numpy()[keep] for n, s in scores.items()},
-                        "accepted": np.array([not failed for failed in rejected])[keep],
-                    }
-                )
-                drawn += size
-                kept += int(keep.sum())
-        return self._collect(parts, count, seed)
+        cfg = self._trained.scenario.sample
+        plan = class_plan(self._trained, classes, proportions) or (
+            lambda done, size: list(range(done, done + size))
+        )
+        return Draw(
+            count=count,
+            seed=cfg.seed if seed is None else seed,
+            psi=truncation,
+            filtered=filtered,
+            plan=plan,
+            tries=count * cfg.max_tries if filtered else count,
+            batch=cfg.batch_size if isinstance(cfg.batch_size, int) else 256,
+        )
 
-    def _collect(self, parts: list[dict[str, Any]], count: int, seed: int) -> Generated:
+    def draw_round(self, draws: Sequence[Draw]) -> None:
+        """The next batch of every unfinished draw, all through one generator call. Each
+        draw's batches are the ones ``generate`` would draw alone, and the filters score
+        each draw's batch by itself (some compare the images of a batch), so an image and
+        its scores never depend on what else was drawn beside it."""
+        import torch
+
+        from aigc_run.noise import noise_for
+        from aigc_run.run import filtering
+        from aigc_run.run.generation import from_noise
+
+        trained, cfg = self._trained, self._trained.scenario.sample
+        classes = max(len(self.classes), 1)
+        asks = [(d, d.plan(d.drawn, d.wanted)) for d in draws if d.wanted]
+        if not asks:
+            return
+        noise = torch.cat([
+            noise_for(d.seed, indices, trained.model.latent_dim, cfg.truncation, self.device,
+                      cfg.noise, d.psi)
+            for d, indices in asks
+        ])  # fmt: skip
+        labels = torch.tensor([i % classes for _, indices in asks for i in indices])
+        with torch.inference_mode():
+            images, pixels = from_noise(trained.model, noise, labels, self.device)
+            start = 0
+            for draw, indices in asks:
+                part = slice(start, start + len(indices))
+                start += len(indices)
+                scores = {}
+                if trained.reference is not None:
+                    context = dataclasses.replace(
+                        trained.reference, labels=labels[part].to(self.device)
+                    )
+                    scores = filtering.score_all(self._filters, images[part], context, cfg, {})
+                rejected = filtering.decide(self._filters, scores, len(indices))
+                draw.take(
+                    pixels[part].cpu().numpy(), indices, labels[part].numpy(), scores, rejected
+                )
+
+    def result(self, draw: Draw) -> Generated:
+        """What ``draw`` has drawn, as ``generate`` returns it."""
         names = self.classes or [""]
-        labels = np.concatenate([p["labels"] for p in parts])[:count]
+        parts, count = draw.parts, draw.count
+
+        def joined(key: str) -> np.ndarray:
+            return np.concatenate([p[key] for p in parts])[:count]
+
         return Generated(
-            images=np.concatenate([p["pixels"] for p in parts])[:count].transpose(0, 2, 3, 1),
-            classes=[names[int(c)] for c in labels],
-            indices=[int(i) for i in np.concatenate([p["indices"] for p in parts])[:count]],
-            seed=seed,
+            images=joined("pixels").transpose(0, 2, 3, 1),
+            classes=[names[int(c)] for c in joined("labels")],
+            indices=[int(i) for i in joined("indices")],
+            seed=draw.seed,
             scores={
                 name: np.concatenate([p["scores"][name] for p in parts])[:count]
                 for name in parts[0]["scores"]
             },
-            accepted=np.concatenate([p["accepted"] for p in parts])[:count],
+            accepted=joined("accepted"),
         )
+
+
+@dataclass
+class Draw:
+    """One ask for images, drawn batch by batch (``TrainedModel.start``, ``draw_round``)."""
+
+    count: int
+    seed: int
+    psi: float
+    filtered: bool
+    plan: Callable[[int, int], list[int]]  # (drawn so far, how many) -> sample indices
+    tries: int  # the most images it may draw
+    batch: int  # the most images it draws in one round
+    drawn: int = 0
+    kept: int = 0
+    parts: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def wanted(self) -> int:
+        """How many images its next batch draws; 0 once it is done."""
+        if self.kept >= self.count or self.drawn >= self.tries:
+            return 0
+        return min(self.batch, self.count - (self.kept if self.filtered else self.drawn))
+
+    def take(
+        self,
+        pixels: np.ndarray,
+        indices: Sequence[int],
+        labels: np.ndarray,
+        scores: Mapping[str, Any],
+        rejected: Sequence[Sequence[Any]],
+    ) -> None:
+        """A batch drawn for it: keep the images that passed (every one, unfiltered)."""
+        passed = np.array([not failed for failed in rejected])
+        keep = passed | (not self.filtered)
+        self.parts.append(
+            {
+                "pixels": pixels[keep],
+                "indices": np.asarray(indices)[keep],
+                "labels": labels[keep],
+                "scores": {n: v.cpu().numpy()[keep] for n, v in scores.items()},
+                "accepted": passed[keep],
+            }
+        )
+        self.drawn += len(indices)
+        self.kept += int(keep.sum())
 
 
 def load(

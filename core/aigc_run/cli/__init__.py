@@ -52,6 +52,7 @@ def _add_commands() -> None:
         run.resume,
         run.sample,
         run.export,
+        run.serve,
         run.evaluate,
         runs.runs,
         runs.report,

@@ -233,6 +233,48 @@ def export(run_id: int, folder: Path, step: int | None, no_reference: bool) -> N
     click.echo(f"run {run_id} exported to {done}; model card: {done / 'README.md'}")
 
 
+@click.command("serve")
+@click.argument("source", metavar="RUN_ID|EXPORT_DIR")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
+@click.option("--device", help="cpu, cuda, cuda:1 (default: CUDA when there is a GPU).")
+@click.option(
+    "--max-count",
+    type=click.IntRange(1, 10_000),
+    default=64,
+    show_default=True,
+    help="Most images one request may ask for.",
+)
+def serve(source: str, host: str, port: int, device: str | None, max_count: int) -> None:
+    """Serve a trained run (or an export folder) over HTTP: /generate, /classes, /health.
+
+    Needs the serve extra: pip install "aigc-run[serve]". Set AIGC_API_KEY to require
+    Authorization: Bearer <key> on every route but /health."""
+    import importlib
+    import os
+
+    from aigc_run.contract.errors import ConfigError
+
+    if importlib.util.find_spec("fastapi") is None or importlib.util.find_spec("uvicorn") is None:
+        raise ConfigError(
+            "aigc-run serve needs FastAPI and uvicorn, which are not installed",
+            'pip install "aigc-run[serve]"',
+        )
+    from aigc_run import load
+    from aigc_run.serve import KEY_VARIABLE
+    from aigc_run.serve import serve as run_server
+
+    model = load(int(source) if source.isdigit() else source, device=device or "auto")
+    if host not in ("127.0.0.1", "localhost", "::1") and not os.environ.get(KEY_VARIABLE):
+        click.echo(
+            f"warning: serving on {host} without {KEY_VARIABLE}: anyone who can reach "
+            f"port {port} can generate images",
+            err=True,
+        )
+    click.echo(f"serving {model} on http://{host}:{port} (API docs: /docs); Ctrl-C stops")
+    run_server(model, host, port, max_count)
+
+
 def samples(count: int) -> str:
     return f"{count} sample" if count == 1 else f"{count} samples"
 

@@ -52,6 +52,14 @@ def generate_on_device(
     is rounded to 8 bits anyway.
     """
     noise = noise_for(seed, indices, model.latent_dim, truncation, device, scheme, psi)
+    return from_noise(model, noise, labels, device)
+
+
+def from_noise(
+    model: GenerativeModel, noise: torch.Tensor, labels: torch.Tensor, device: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The images of ``noise`` (on ``device``) asking for ``labels``, as in
+    ``generate_on_device``: several callers' noise can go through the generator at once."""
     cuda = device.startswith("cuda")
     with torch.inference_mode(), torch.autocast("cuda", torch.bfloat16, enabled=cuda):
         images = model.generate(noise, labels.to(device)).float().clamp_(-1, 1).add_(1).div_(2)

@@ -1,0 +1,254 @@
+"""``aigc-run serve``: a trained model over HTTP (FastAPI on uvicorn; ``pip install
+"aigc-run[serve]"``).
+
+    GET  /health     no key needed: {"status": "ok", the model, images and rounds so far}
+    GET  /classes    the class names, the image size and the limits
+    POST /generate   {"count", "classes", "seed", "truncation", "filtered", "proportions",
+                     "format"}: one PNG, or several as JSON (base64 PNGs) or a ZIP, each
+                     with its manifest fields (class, seed, index, truncation, scores)
+
+Requests that arrive together are drawn together: a single worker thread takes every
+waiting request (after a WAIT_S pause for more to come), puts their noise through one
+generator call and answers each as ``TrainedModel.generate`` would have, image for image.
+The event loop never runs the model, so /health answers while a batch is drawn, and a
+client that goes away only drops its own answer.
+
+With ``AIGC_API_KEY`` set, every route but /health needs ``Authorization: Bearer <key>``
+(compared in constant time); bad input is a 4xx with a message, never a 500.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import csv
+import hmac
+import io
+import json
+import os
+import zipfile
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Literal
+
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from aigc_run.api import Draw, Generated, TrainedModel
+from aigc_run.contract.errors import AigcError
+
+WAIT_S = 0.005  # how long the worker waits for more requests before it draws
+MAX_COUNT = 64  # images per request, unless told otherwise
+MAX_BODY = 16 * 1024  # bytes of a request body
+KEY_VARIABLE = "AIGC_API_KEY"
+
+
+class GenerateRequest(BaseModel):
+    """The body of POST /generate."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    count: int = Field(1, description="images to return")
+    classes: list[str] = Field([], description="class names (any case); default every class")
+    seed: int | None = Field(None, description="default: the run's sample.seed")
+    truncation: float = Field(1.0, description="psi in (0, 1]: less variety below 1")
+    filtered: bool = Field(True, description="only images that pass the run's filters")
+    proportions: Literal["even", "data"] = "even"
+    format: Literal["auto", "png", "json", "zip"] = Field(
+        "auto", description="auto: a PNG for one image, JSON for several"
+    )
+
+
+class Batcher:
+    """Draws every waiting request's next batch in one round, on one worker thread."""
+
+    def __init__(self, model: TrainedModel) -> None:
+        self.model = model
+        self.waiting: list[tuple[Draw, asyncio.Future[Generated]]] = []
+        self.wake = asyncio.Event()
+        self.worker = ThreadPoolExecutor(1, thread_name_prefix="aigc-generate")
+        self.rounds = self.images = 0
+
+    async def draw(self, draw: Draw) -> Generated:
+        done: asyncio.Future[Generated] = asyncio.get_running_loop().create_future()
+        self.waiting.append((draw, done))
+        self.wake.set()
+        return await done
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        active: list[tuple[Draw, asyncio.Future[Generated]]] = []
+        while True:
+            if not active:
+                await self.wake.wait()
+                await asyncio.sleep(WAIT_S)
+            self.wake.clear()
+            active += self.waiting
+            self.waiting = []
+            active = [(d, f) for d, f in active if not f.done()]  # the client went away
+            if not active:
+                continue
+            draws = [d for d, _ in active]
+            wanted = sum(d.wanted for d in draws)
+            try:
+                await loop.run_in_executor(self.worker, self.model.draw_round, draws)
+            except Exception as e:  # one bad round fails its requests, not the server
+                for _, future in active:
+                    if not future.done():
+                        future.set_exception(e)
+                active = []
+                continue
+            self.rounds += 1
+            self.images += wanted  # drawn, kept or not
+            for draw, future in active:
+                if not draw.wanted and not future.done():
+                    future.set_result(self.model.result(draw))
+            active = [(d, f) for d, f in active if d.wanted and not f.done()]
+
+
+def create_app(model: TrainedModel, max_count: int = MAX_COUNT) -> FastAPI:
+    """The HTTP service for ``model``; the API key is read from AIGC_API_KEY now."""
+    key = os.environ.get(KEY_VARIABLE) or None
+    state: dict[str, Batcher] = {}
+
+    async def lifespan(app: FastAPI) -> Any:
+        batcher = state["batcher"] = Batcher(model)
+        task = asyncio.create_task(batcher.run())
+        yield
+        task.cancel()
+        batcher.worker.shutdown(wait=False, cancel_futures=True)
+
+    app = FastAPI(
+        title=f"aigc-run: run {model.run_id}",
+        description=f"Images from run {model.run_id} (step {model.step}), "
+        f"{model.image_size} px, classes {', '.join(model.classes) or 'none'}.",
+        lifespan=lifespan,
+    )
+
+    def authorised(request: Request) -> None:
+        if key is None:
+            return
+        sent = request.headers.get("authorization", "")
+        if not hmac.compare_digest(sent.encode(), f"Bearer {key}".encode()):
+            raise HTTPException(
+                401, "send the API key: Authorization: Bearer <AIGC_API_KEY>",
+                headers={"WWW-Authenticate": "Bearer"},
+            )  # fmt: skip
+
+    @app.get("/health")
+    async def health() -> dict[str, Any]:
+        batcher = state["batcher"]
+        return {"status": "ok", "run": model.run_id, "step": model.step,
+                "rounds": batcher.rounds, "images": batcher.images}  # fmt: skip
+
+    @app.get("/classes", dependencies=[Depends(authorised)])
+    async def classes() -> dict[str, Any]:
+        return {"classes": model.classes, "image_size": model.image_size,
+                "max_count": max_count, "max_body_bytes": MAX_BODY}  # fmt: skip
+
+    schema = GenerateRequest.model_json_schema()
+    body = {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+
+    @app.post(
+        "/generate",
+        dependencies=[Depends(authorised)],
+        openapi_extra=body,
+        responses={200: {"content": {"image/png": {}, "application/zip": {}}}},
+    )
+    async def generate(request: Request) -> Response:
+        ask = await read_body(request)
+        if not 1 <= ask.count <= max_count:
+            raise HTTPException(422, f"count {ask.count}: give 1 to {max_count} per request")
+        if ask.format == "png" and ask.count != 1:
+            raise HTTPException(422, 'format "png" is for one image: use "json" or "zip"')
+        try:
+            draw = model.start(ask.count, ask.classes, ask.seed, ask.truncation,
+                               ask.filtered, ask.proportions)  # fmt: skip
+        except AigcError as e:
+            raise HTTPException(422, f"{e.message}; {e.hint}" if e.hint else e.message) from None
+        drawn = await state["batcher"].draw(draw)
+        return answer(drawn, ask)
+
+    return app
+
+
+async def read_body(request: Request) -> GenerateRequest:
+    """The request's JSON body, read up to MAX_BODY bytes."""
+    size = request.headers.get("content-length", "0")
+    if not size.isdigit() or int(size) > MAX_BODY:
+        raise HTTPException(413, f"the body is over {MAX_BODY} bytes")
+    data = bytearray()
+    async for chunk in request.stream():
+        data += chunk
+        if len(data) > MAX_BODY:
+            raise HTTPException(413, f"the body is over {MAX_BODY} bytes")
+    try:
+        return GenerateRequest.model_validate_json(bytes(data) or b"{}")
+    except ValidationError as e:
+        problems = "; ".join(
+            f"{'.'.join(map(str, err['loc'])) or 'body'}: {err['msg']}" for err in e.errors()
+        )
+        raise HTTPException(422, problems) from None
+
+
+def rows(drawn: Generated, psi: float) -> list[dict[str, Any]]:
+    """The manifest fields of each image."""
+    return [
+        {"class": drawn.classes[i], "seed": drawn.seed, "index": drawn.indices[i],
+         "truncation": psi, "accepted": bool(drawn.accepted[i]),
+         "scores": {name: float(s[i]) for name, s in drawn.scores.items()}}
+        for i in range(len(drawn.indices))
+    ]  # fmt: skip
+
+
+def png(image: Any) -> bytes:
+    out = io.BytesIO()
+    image.save(out, format="PNG")
+    return out.getvalue()
+
+
+def answer(drawn: Generated, ask: GenerateRequest) -> Response:
+    """One PNG (its fields in X-Aigc-* headers), JSON with base64 PNGs, or a ZIP of PNGs
+    and manifest.csv. Fewer images than asked when too few passed the filters."""
+    fields, images = rows(drawn, ask.truncation), drawn.pil()
+    fmt = ask.format if ask.format != "auto" else "png" if ask.count == 1 else "json"
+    if fmt == "png" and images:
+        head = fields[0]
+        headers = {
+            "X-Aigc-Class": head["class"],
+            "X-Aigc-Seed": str(head["seed"]),
+            "X-Aigc-Index": str(head["index"]),
+            "X-Aigc-Scores": json.dumps(head["scores"]),
+        }
+        return Response(png(images[0]), media_type="image/png", headers=headers)
+    if fmt == "zip":
+        return Response(archive(fields, images), media_type="application/zip")
+    for row, image in zip(fields, images, strict=True):
+        row["png"] = base64.b64encode(png(image)).decode()
+    return JSONResponse({"asked": ask.count, "returned": len(fields), "images": fields})
+
+
+def archive(fields: list[dict[str, Any]], images: list[Any]) -> bytes:
+    """A ZIP of the PNGs and a manifest.csv with their fields."""
+    out, table = io.BytesIO(), io.StringIO()
+    names = list(fields[0]["scores"]) if fields else []
+    writer = csv.writer(table)
+    writer.writerow(["file", *MANIFEST, *(f"score:{n}" for n in names)])
+    with zipfile.ZipFile(out, "w") as folder:
+        for k, (image, row) in enumerate(zip(images, fields, strict=True)):
+            file = f"{k:04d}-{row['index']}.png"
+            folder.writestr(file, png(image))
+            flags = {**row, "accepted": int(row["accepted"])}
+            writer.writerow([file, *(flags[c] for c in MANIFEST), *row["scores"].values()])
+        folder.writestr("manifest.csv", table.getvalue())
+    return out.getvalue()
+
+
+MANIFEST = ("class", "seed", "index", "truncation", "accepted")
+
+
+def serve(model: TrainedModel, host: str, port: int, max_count: int = MAX_COUNT) -> None:
+    """Serve ``model`` until interrupted."""
+    import uvicorn
+
+    uvicorn.run(create_app(model, max_count), host=host, port=port, log_level="warning")
