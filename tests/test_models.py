@@ -446,6 +446,33 @@ def test_bf16_channels_last_path_trains(monkeypatch: pytest.MonkeyPatch):
     assert images.dtype == torch.float32 and torch.isfinite(images).all()
 
 
+def test_a_resumed_channels_last_gan_keeps_adams_moments_in_its_parameters_layout(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    # On CUDA the networks are channels_last; saved moments are contiguous. The fused Adam
+    # kernel needs both in one layout, so loading must give each moment its parameter's.
+    monkeypatch.setattr(gan, "uses_bf16", lambda device, train: True)
+    torch.manual_seed(0)
+    model = make("gan")
+    model.train_step(*batch())
+    state = model.state_dict()
+    fresh = make("gan")
+    fresh.load_state_dict(state)
+    checked = 0
+    for optimizer in (fresh.opt_g, fresh.opt_d):  # type: ignore[attr-defined]
+        for group in optimizer.param_groups:
+            for param in group["params"]:
+                for value in optimizer.state[param].values():
+                    if value.shape == param.shape and param.dim() == 4:
+                        assert value.stride() == param.stride()
+                        checked += 1
+    assert checked and any(
+        p.is_contiguous(memory_format=torch.channels_last) and not p.is_contiguous()
+        for p in fresh.generator.parameters()  # type: ignore[attr-defined]
+    )
+    fresh.train_step(*batch())  # the step after a resume
+
+
 def test_a_cascade_trains_g_and_d_at_half_size_and_samples_at_full_size(tmp_path: Path):
     model = make("gan", size=32, options={"upscale": 2, **DCGAN_LAYERS})
     assert isinstance(model, gan.Gan)

@@ -106,6 +106,20 @@ def load_flat_state(parts: Mapping[str, Any], state: Mapping[str, torch.Tensor])
                 slots.setdefault(int(index), {})[name] = value
             groups = part.state_dict()["param_groups"]  # learning rates come from the scenario
             part.load_state_dict({"state": slots, "param_groups": groups})
+            match_layouts(part)
+
+
+def match_layouts(optimizer: torch.optim.Optimizer) -> None:
+    """Give each of the optimiser's moments its parameter's memory layout. Saved tensors
+    are contiguous and load so, while on CUDA the networks are channels_last; the fused
+    Adam kernel refuses a moment whose layout differs from its parameter's."""
+    for group in optimizer.param_groups:
+        for param in group["params"]:
+            slots = optimizer.state.get(param, {})
+            for name, value in slots.items():
+                moment = isinstance(value, torch.Tensor) and value.shape == param.shape
+                if moment and value.stride() != param.stride():
+                    slots[name] = torch.empty_like(param, dtype=value.dtype).copy_(value)
 
 
 def adam(params: Iterable[torch.Tensor], lr: float, betas: tuple[float, float]) -> torch.optim.Adam:
