@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
-from aigc_run import ModelSpec
+from aigc_run import ConfigError, ModelSpec
 from aigc_run.models import vae
 from aigc_run.registry import Registry
 from aigc_run.run.generation import generate
@@ -250,3 +250,17 @@ def test_a_run_launched_by_torchrun_is_recorded_once(tiny):
     registry = Registry(Settings().registry_url)
     (run,) = registry.list_runs()
     assert registry.get_run(run.id).status == "completed"
+
+
+def test_every_rank_picks_the_same_backend_from_the_runs_device() -> None:
+    from aigc_run.dist import backend
+
+    nccl = "cpu:gloo,cuda:nccl"
+    assert backend("cpu", 0, 2, gpus=8) == "gloo"  # a CPU run on a GPU machine
+    assert backend("auto", 0, 2, gpus=0) == "gloo"
+    assert backend("auto", 0, 2, gpus=2) == backend("auto", 1, 2, gpus=2) == nccl
+    # fewer GPUs than processes: "auto" gives every rank gloo rather than rank 0 NCCL alone
+    assert backend("auto", 0, 2, gpus=1) == backend("auto", 1, 2, gpus=1) == "gloo"
+    assert backend("cuda", 1, 2, gpus=2) == nccl
+    with pytest.raises(ConfigError, match="process 2 of this machine has no GPU"):
+        backend("cuda", 2, 4, gpus=2)

@@ -90,11 +90,28 @@ def current() -> Ranks:
 # ---------------------------------------------------------------------------------------
 
 
+def backend(device: str, local_rank: int, local_world_size: int, gpus: int) -> str:
+    """The process group's backend, the same on every rank: gloo, and NCCL beside it when
+    the run trains on CUDA (``device``: the run's train.device, ``auto`` = CUDA when this
+    machine has a GPU for each of its processes)."""
+    cuda = device.startswith("cuda") or (device == "auto" and gpus >= local_world_size)
+    if not cuda or gpus == 0:
+        return "gloo"
+    if local_rank >= gpus:
+        raise ConfigError(
+            f"process {local_rank} of this machine has no GPU of its own: {gpus} visible",
+            "start at most one process per GPU (--nproc), or train on the CPU with "
+            "--set train.device=cpu",
+        )
+    return "cpu:gloo,cuda:nccl"
+
+
 @contextmanager
-def session() -> Iterator[Ranks]:
+def session(device: str = "auto") -> Iterator[Ranks]:
     """Join the process group when launched as one of several workers; leave it at the end.
 
-    One process: nothing happens. Several: gloo carries CPU tensors and NCCL CUDA ones,
+    One process: nothing happens. Several: gloo carries CPU tensors and, when the run
+    trains on CUDA (``device``, its train.device; see ``backend``), NCCL CUDA ones,
     with ``AIGC_DIST_TIMEOUT`` on every collective; SIGTERM (the launcher stopping this
     worker) raises ``Stopped`` and a second Ctrl-C or SIGTERM is ignored, so rank 0 has
     time to mark the run failed or interrupted.
@@ -107,11 +124,11 @@ def session() -> Iterator[Ranks]:
     import torch.distributed as dist
 
     timeout = timedelta(seconds=float(os.environ.get("AIGC_DIST_TIMEOUT", DEFAULT_TIMEOUT_S)))
-    backend = "gloo"
-    if ranks.local_rank < torch.cuda.device_count():  # one GPU per process on each machine
+    local_world_size = int(os.environ.get("LOCAL_WORLD_SIZE", ranks.world_size))
+    chosen = backend(device, ranks.local_rank, local_world_size, torch.cuda.device_count())
+    if "nccl" in chosen:  # one GPU per process on each machine
         torch.cuda.set_device(ranks.local_rank)
-        backend = "cpu:gloo,cuda:nccl"
-    dist.init_process_group(backend, timeout=timeout)
+    dist.init_process_group(chosen, timeout=timeout)
     previous = _stop_on_signals()
     try:
         yield ranks

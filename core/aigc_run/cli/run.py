@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from aigc_run.cli.common import NPROC, load_plugins, output
-from aigc_run.contract.errors import ConfigError
+from aigc_run.contract.errors import AigcError, ConfigError
 from aigc_run.contract.kinds import SCENARIOS
 from aigc_run.settings import Settings
 
@@ -62,7 +62,7 @@ def scenario(
     from aigc_run.run.engine import run_scenario
 
     threads.apply(threads.choose(resolved.train.threads))
-    with dist.session() as ranks:
+    with dist.session(resolved.train.device) as ranks:
         say, progress = output(ranks.main, quiet)
         result = run_scenario(resolved, loaded, Settings(), say=say, progress=progress)
     if ranks.main:
@@ -82,11 +82,27 @@ def resume(run_id: int, quiet: bool, nproc: int) -> None:
 
     threads.apply(threads.choose("auto"))  # the run's own train.threads, when a number, wins
 
-    with dist.session() as ranks:
+    device = _recorded_device(run_id) if "WORLD_SIZE" in os.environ else "auto"
+    with dist.session(device) as ranks:
         say, progress = output(ranks.main, quiet)
         result = resume_run(run_id, load_plugins(), Settings(), say=say, progress=progress)
     if ranks.main:
         _report_result(result)
+
+
+def _recorded_device(run_id: int) -> str:
+    """The train.device run ``run_id`` was recorded with ("auto" when it cannot be read:
+    resuming it then says what is wrong)."""
+    from aigc_run.registry import Registry
+
+    try:
+        registry = Registry(Settings().registry_url)
+        try:
+            return str(registry.get_run(run_id).config.get("train", {}).get("device", "auto"))
+        finally:
+            registry.close()
+    except AigcError:
+        return "auto"
 
 
 def _launch(nproc: int, argv: list[str]) -> None:

@@ -145,7 +145,9 @@ def domain_features(
         net.load_state_dict(checkpoints.load(path))
     else:
         say(f"evaluation: training the domain feature network on {len(pixels)} images")
-        net = train_network(pixels, targets, classes, device)
+        # on the CPU whatever the run's device: the network is small, and a CPU and a GPU
+        # run of the same data then share one network (the cache key has no device in it)
+        net = train_network(pixels, targets, classes, "cpu")
         checkpoints.save(path, net.state_dict(), {"protocol": str(PROTOCOL_VERSION)})
     return DomainFeatures(net, device)
 
@@ -190,8 +192,9 @@ def train_network(
     Small sets get fewer steps (``EPOCHS`` passes), so a 50-image test set trains in a blink.
     """
     steps = max(MIN_STEPS, min(max_steps, EPOCHS * len(images) // BATCH))
-    # A private random stream: training the network never moves the caller's seeds.
-    with torch.random.fork_rng(devices=[]):
+    # A private random stream: training the network never moves the caller's seeds, on
+    # the CPU or on any GPU (manual_seed seeds them all).
+    with torch.random.fork_rng(devices=range(torch.cuda.device_count())):
         torch.manual_seed(SEED)
         net = DomainNet(int(images.shape[1]), num_classes, int(images.shape[-1]))
         net = net.to(device).train()
