@@ -264,3 +264,16 @@ def test_every_rank_picks_the_same_backend_from_the_runs_device() -> None:
     assert backend("cuda", 1, 2, gpus=2) == nccl
     with pytest.raises(ConfigError, match="process 2 of this machine has no GPU"):
         backend("cuda", 2, 4, gpus=2)
+
+
+@pytest.mark.slow
+def test_over_its_time_budget_every_rank_stops_at_the_same_logging_step(tiny):
+    # The ranks agree on the budget on logging steps only (agreeing syncs the GPU): a run
+    # long out of time stops at its first logging step, 4, on both ranks.
+    limits = ["--set", "train.max_minutes=0.000001", "--set", "train.log_every=4"]
+    result = run_cli("scenario", tiny("gan", 1000, count=2), "--nproc", "2", "--quiet", *limits)
+    assert result.returncode == 0, result.stderr
+    registry = Registry(Settings().registry_url)
+    (run,) = registry.list_runs()
+    detail = registry.get_run(run.id)
+    assert detail.status == "completed" and [c.step for c in detail.checkpoints] == [4]

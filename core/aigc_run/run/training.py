@@ -115,8 +115,10 @@ def train(
             guard.watch(step, values)
             seconds = time.monotonic() - started
             out_of_time = cfg.max_minutes is not None and seconds > cfg.max_minutes * 60
-            if ranks.active and cfg.max_minutes is not None:  # all ranks stop at one step
-                out_of_time = dist.any_rank(out_of_time, device)
+            if ranks.active and cfg.max_minutes is not None:
+                # All ranks stop at one step. Agreeing waits for the GPU, so the ranks agree
+                # on logging steps only: a run stops up to log_every steps past its budget.
+                out_of_time = step % cfg.log_every == 0 and dist.any_rank(out_of_time, device)
             final = step == cfg.steps or out_of_time
             logging = step % cfg.log_every == 0 or final
             saving = step % cfg.checkpoint_every == 0 or final
