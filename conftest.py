@@ -1,5 +1,5 @@
 """Rules for every test path (tests/, plugins/*/tests/): one thread per test process under
-pytest-xdist, and the ``realdata`` marker.
+pytest-xdist, training on the CPU (AIGC_TRAIN__DEVICE=cpu), and the ``realdata`` marker.
 
 Under ``pytest -n N`` (pytest-xdist) each worker process, and every process a test starts,
 runs torch on one thread: N workers each with a pool of all the cores would fight over
@@ -26,6 +26,13 @@ def pytest_configure(config: pytest.Config) -> None:
     if os.environ.get("PYTEST_XDIST_WORKER"):  # before torch is imported: it reads these once
         os.environ["OMP_NUM_THREADS"] = "1"
         os.environ["MKL_NUM_THREADS"] = "1"
+    # Runs train on the CPU here, on a GPU machine too (train.device = "auto" would pick
+    # CUDA): the tests assert CPU exactness. A test of the GPU path says --set
+    # train.device=cuda, which beats this, and carries @pytest.mark.cuda.
+    os.environ[CPU_ONLY] = "cpu"
+
+
+CPU_ONLY = "AIGC_TRAIN__DEVICE"
 
 
 def real_data_folder() -> Path:

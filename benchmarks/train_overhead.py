@@ -1,9 +1,13 @@
 """Training overhead: steps per second through the engine against a plain PyTorch loop.
 
     python benchmarks/train_overhead.py [--device cpu|cuda] [--family gan|vae]
-        [--image-size 32] [--width 32] [--batch-size 32] [--steps 300] [--rounds 5]
-        [--log-every 50] [--checkpoint-every 100] [--json out.json]
+        [--recipe ecommerce|medical|none] [--image-size 32] [--precision auto|fp32|bf16]
+        [--batch-size N] [--steps 300] [--rounds 5] [--log-every 50]
+        [--checkpoint-every 100] [--json out.json]
 
+The model is the shipped scenario's recipe (--recipe, default ecommerce: its [model] and
+[train] settings and its [sizes.N] block at --image-size, its batch size unless
+--batch-size), or the family's defaults at --width with --recipe none.
 Both arms train the same model (a fresh one, same seed, each time) on the same random
 uint8 images with the same batch size and optimiser (the family's own ``train_step``), in
 this process, one after the other:
@@ -31,48 +35,55 @@ import numpy as np
 import torch
 
 from aigc_run.contract.components import ModelSpec, RunInfo
-from aigc_run.contract.kinds import MODEL_FAMILIES
+from aigc_run.contract.kinds import MODEL_FAMILIES, SCENARIOS
 from aigc_run.plugins import load_plugins
 from aigc_run.registry import Registry
 from aigc_run.run import training
-from aigc_run.scenario import resolve
+from aigc_run.scenario import read_toml, resolve
 
 CLASSES = 4
 IMAGES = 2048
 
 
-def scenario_for(args: argparse.Namespace) -> Any:
-    content = {
-        "name": "train-overhead",
-        "data": {"source": "unused", "image_size": args.image_size},  # data made here
-        "model": {"family": args.family, "width": args.width, "latent_dim": 64},
-        "train": {
-            "steps": args.steps,
-            "batch_size": args.batch_size,
-            "log_every": args.log_every,
-            "checkpoint_every": args.checkpoint_every,
-            "device": args.device,
-        },
-    }
-    return resolve(content, environ={})
+def scenario_for(args: argparse.Namespace, plugins: Any) -> Any:
+    """The shipped scenario's recipe at --image-size (its [sizes.N] block applied), or the
+    family's defaults with --recipe none; the data is made here, not read."""
+    content: dict[str, Any] = {"name": "train-overhead", "data": {"source": "unused"}}
+    content["model"] = {"family": args.family, "width": args.width, "latent_dim": 64}
+    if args.recipe != "none":
+        item = plugins.contributions(SCENARIOS)[args.recipe].item
+        content = read_toml(item.path) if item.path is not None else dict(item.content)
+    overrides = [
+        f"data.image_size={args.image_size}",
+        f"model.family={args.family!r}",
+        f"train.steps={args.steps}",
+        f"train.log_every={args.log_every}",
+        f"train.checkpoint_every={args.checkpoint_every}",
+        f"train.device={args.device!r}",
+        f"train.precision={args.precision!r}",
+    ]
+    if args.batch_size is not None:
+        overrides.append(f"train.batch_size={args.batch_size}")
+    return resolve(content, overrides, environ={})
 
 
 def new_model(plugins: Any, scenario: Any, args: argparse.Namespace) -> Any:
     torch.manual_seed(0)
     spec = ModelSpec(
         channels=3,
-        image_size=args.image_size,
+        image_size=scenario.data.image_size,
         num_classes=CLASSES,
         conditional=True,
         options=scenario.model.for_family(),
         train=scenario.train.model_dump(),
         device=args.device,
     )
-    return plugins.contributions(MODEL_FAMILIES)[args.family].item.create(spec)
+    return plugins.contributions(MODEL_FAMILIES)[scenario.model.family].item.create(spec)
 
 
 def plain(model: Any, images: np.ndarray, labels: np.ndarray, args: argparse.Namespace) -> None:
-    """The plain loop: same data on the device, same batch, the model's own update."""
+    """The plain loop: same data on the device, same batch, the model's own update
+    (``args.batch_size``: the scenario's)."""
     data = torch.from_numpy(images).to(args.device)
     targets = torch.from_numpy(labels).to(args.device)
     for step in range(1, args.steps + 1):
@@ -114,21 +125,27 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--family", default="gan", choices=["gan", "vae"])
     parser.add_argument("--image-size", type=int, default=32)
-    parser.add_argument("--width", type=int, default=32)
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument(
+        "--recipe", default="ecommerce", help="a shipped scenario whose [model] and [train] "
+        "are trained, or none for the family's defaults at --width"
+    )
+    parser.add_argument("--width", type=int, default=32, help="with --recipe none")
+    parser.add_argument("--batch-size", type=int, help="default: the recipe's")
+    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
     parser.add_argument("--steps", type=int, default=300, help="steps per arm and round")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--log-every", type=int, default=50)
     parser.add_argument("--checkpoint-every", type=int, default=100)
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)
+    plugins = load_plugins(set())
+    scenario = scenario_for(args, plugins)
+    args.batch_size = scenario.train.batch_size
 
     rng = np.random.default_rng(0)
     shape = (IMAGES, 3, args.image_size, args.image_size)
     images = rng.integers(0, 256, shape, dtype=np.uint8)
     labels = rng.integers(0, CLASSES, IMAGES).astype(np.int64)
-    scenario = scenario_for(args)
-    plugins = load_plugins(set())
     rates: dict[str, list[float]] = {"engine": [], "plain": []}
     with tempfile.TemporaryDirectory() as tmp:
         registry = Registry(f"sqlite:///{Path(tmp) / 'registry.db'}")
@@ -153,7 +170,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         f"engine/plain = {ratio:.3f} (target >= 0.95)"
     )
     result = {"args": {k: str(v) for k, v in vars(args).items()}, "rates": rates}
-    result |= {"median": median, "ratio": ratio}
+    result |= {"median": median, "ratio": ratio, "model": scenario.model.for_family()}
+    if args.device.startswith("cuda"):
+        result["peak_gpu_bytes"] = torch.cuda.max_memory_allocated(args.device)
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
     return result

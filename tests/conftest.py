@@ -30,6 +30,7 @@ def aigc_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
             "AIGC_HOME",
             "AIGC_TEST_DATA",
             "AIGC_TEST_POSTGRES_URL",
+            "AIGC_TRAIN__DEVICE",  # the root conftest pins the CPU
         ):
             monkeypatch.delenv(name)
     return home

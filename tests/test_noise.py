@@ -64,6 +64,7 @@ def test_huge_and_negative_seeds_are_accepted():
     assert not torch.equal(noise_for(2**70, [0], 8), noise_for(2**70 + 1, [0], 8))
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_noise_matches_cpu_noise_to_float32_rounding():
     cpu = noise_for(11, range(1000), 64)

@@ -22,7 +22,8 @@ def test_train_overhead_times_both_arms_and_reports_the_ratio(tmp_path: Path):
     benchmark = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(benchmark)
     out = tmp_path / "result.json"
-    sizes = ["--image-size", "16", "--width", "8", "--batch-size", "4", "--steps", "6"]
+    sizes = ["--recipe", "none", "--image-size", "16", "--width", "8", "--batch-size", "4"]
+    sizes += ["--steps", "6"]
     every = ["--log-every", "2", "--checkpoint-every", "3", "--rounds", "2"]
     benchmark.main([*sizes, *every, "--device", "cpu", "--json", str(out)])
     result = json.loads(out.read_text())

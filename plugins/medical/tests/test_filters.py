@@ -103,13 +103,16 @@ def test_colour_and_odd_sizes_score() -> None:
     assert torch.isfinite(one).all()
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
 def test_filters_run_on_the_gpu(phantom_split) -> None:
     train, held_out = phantom_split
+    n = len(held_out)
     for f in FILTERS.values():
-        scores = f.score(held_out.cuda(), context(train.cuda()))
-        assert scores.device.type == "cuda" and torch.isfinite(scores).all()
-        assert torch.allclose(scores.cpu(), f.score(held_out, context(train)), atol=1e-3)
+        scores = f.score(held_out.cuda(), context(train.cuda(), n))
+        assert scores.shape == (n,) and scores.device.type == "cuda"
+        assert torch.isfinite(scores).all()
+        assert torch.allclose(scores.cpu(), f.score(held_out, context(train, n)), atol=1e-3)
 
 
 @pytest.mark.realdata("pneumoniamnist/pneumoniamnist.npz")
