@@ -94,7 +94,7 @@ def check_resume_is_exact(scenario: str, *args: str) -> None:
     good = path.read_bytes()
     path.write_bytes(good[:-1] + b"\0")
     refused = run_cli("resume", str(run.id))
-    assert refused.returncode == 1 and "no longer matches the sha256" in refused.stderr
+    assert refused.returncode == 1 and "no longer matches its recorded sha256" in refused.stderr
     assert "Traceback" not in refused.stderr
     assert registry.get_run(run.id).status == "interrupted"
     path.write_bytes(good)

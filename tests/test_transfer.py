@@ -155,7 +155,7 @@ def test_init_from_refuses_a_misfit_before_recording_a_run(base, tmp_path: Path)
 
     good = path.read_bytes()
     path.write_bytes(good[:-1] + b"\0")
-    assert "no longer matches the sha256" in refused(str(base_id))
+    assert "no longer matches its recorded sha256" in refused(str(base_id))
     path.unlink()
     assert "is missing" in refused(str(base_id))
     path.write_bytes(good)
@@ -267,7 +267,10 @@ def test_a_plugin_offers_a_base_model_that_runs_start_from(
     assert code != 0 and "installed base models: shop:catalogue-16" in output
     shipped.write_bytes(shipped.read_bytes()[:-1] + b"\0")
     code, output = _cli(*args, "--init-from", "catalogue-16")
-    assert code != 0 and "does not match the sha256 the plugin gives" in output
+    assert code != 0 and "no longer matches its recorded sha256" in output
     assert len(registry.list_runs()) == runs  # neither was recorded
     code, output = _cli("plugins", "check", "shop")
-    assert code != 0 and "does not match its sha256" in output
+    assert code != 0 and "no longer matches its recorded sha256" in output
+    shipped.unlink()  # a base model whose file is gone: the plugin is refused, saying why
+    code, output = _cli(*args, "--init-from", "catalogue-16")
+    assert code != 0 and "catalogue-16.safetensors does not exist" in output

@@ -104,3 +104,15 @@ def sha256_of(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def problem_with(path: Path, sha256: str) -> str | None:
+    """None when ``path`` is a file whose sha256 is ``sha256``; else what is wrong with it,
+    as words that follow its name ("... is missing")."""
+    if not path.is_file():
+        return "is missing"
+    if sha256_of(path) != sha256:
+        return (
+            "no longer matches its recorded sha256: it was changed or damaged after it was written"
+        )
+    return None

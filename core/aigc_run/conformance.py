@@ -357,11 +357,11 @@ class _Checker:
         self.report.checked.append(f"{where}: trains a step, generates, reloads its state")
 
     def base_model(self, item: BaseModel) -> None:
-        from aigc_run.checkpoints import load, sha256_of
+        from aigc_run.checkpoints import load, problem_with
 
         where = f"base model {item.name!r}"
-        if sha256_of(item.checkpoint) != item.sha256:
-            self.problem(f"{where}: {item.checkpoint} does not match its sha256")
+        if problem := problem_with(Path(item.checkpoint), item.sha256):
+            self.problem(f"{where}: {item.checkpoint} {problem}")
             return
         builtin = self.engine.contributions(MODEL_FAMILIES) if self.engine else {}
         families = {n: c.item for n, c in builtin.items()}

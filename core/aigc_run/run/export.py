@@ -129,12 +129,9 @@ def load_export(folder: Path, plugins: Plugins, device: str | None = None) -> Tr
 
     config = read_config(folder)
     for name, sha256 in config["files"].items():
-        path = folder / name
-        if not path.is_file():
-            raise AigcError(f"{path} is missing from the export", "export the run again")
-        if checkpoints.sha256_of(path) != sha256:
+        if problem := checkpoints.problem_with(folder / name, sha256):
             raise AigcError(
-                f"{path} does not match the sha256 in {folder / CONFIG}: it was altered or damaged",
+                f"{folder / name} {problem} (the sha256s are in {CONFIG})",
                 "export the run again, or restore the folder from a copy",
             )
     scenario = recorded(config["scenario"])

@@ -54,7 +54,7 @@ def load_trained(
 ) -> Trained:
     """The model of run ``run_id`` at checkpoint ``step`` (default: its last one), on
     ``device`` (default: the run's train.device)."""
-    from aigc_run.checkpoints import restore, sha256_of
+    from aigc_run.checkpoints import problem_with, restore
     from aigc_run.data import load_dataset
 
     registry = Registry(settings.registry_url)
@@ -76,10 +76,9 @@ def load_trained(
         )
     checkpoint = by_step[step] if step is not None else run.checkpoints[-1]
     path = Path(checkpoint.path)
-    if not path.is_file() or sha256_of(path) != checkpoint.sha256:
+    if problem := problem_with(path, checkpoint.sha256):
         raise AigcError(
-            f"run {run_id}'s checkpoint {path} is missing or no longer matches its sha256",
-            "restore the file from a backup",
+            f"run {run_id}'s checkpoint {path} {problem}", "restore the file from a backup"
         )
     scenario = recorded(run.config)
     family = setup.lookup(plugins, MODEL_FAMILIES, scenario.model.family, "model.family")

@@ -47,17 +47,11 @@ def check_resumable(registry: Registry, run_id: int) -> ResumeFrom:
         )
     step, location, digest = run.checkpoints[-1]
     path = Path(location)
-    if not path.is_file():
-        raise ResumeError(
-            f"run {run_id}'s last checkpoint (step {step}) is missing: {path}",
-            f"restore the file from a backup, or {again}",
-        )
-    from aigc_run.checkpoints import sha256_of  # imports torch: only once it is needed
+    from aigc_run.checkpoints import problem_with  # imports torch: only once it is needed
 
-    if sha256_of(path) != digest:
+    if problem := problem_with(path, digest):
         raise ResumeError(
-            f"run {run_id}'s last checkpoint {path} no longer matches the sha256 the registry "
-            "recorded: it was changed or damaged after it was written",
+            f"run {run_id}'s last checkpoint (step {step}) {path} {problem}",
             f"restore the file from a backup, or {again}",
         )
     return ResumeFrom(run_id, step, path, Path(run.output_dir))

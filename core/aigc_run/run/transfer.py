@@ -72,17 +72,11 @@ def find(source: str, registry: Registry, plugins: Plugins) -> Parent:
         )
     step, location, digest = run.checkpoints[-1]
     path = Path(location)
-    from aigc_run.checkpoints import sha256_of  # imports torch: only once it is needed
+    from aigc_run.checkpoints import problem_with  # imports torch: only once it is needed
 
-    if not path.is_file():
+    if problem := problem_with(path, digest):
         raise ConfigError(
-            f"train.init_from: run {run_id}'s checkpoint {path} is missing",
-            "restore the file from a backup, or start from another run",
-        )
-    if sha256_of(path) != digest:
-        raise ConfigError(
-            f"train.init_from: run {run_id}'s checkpoint {path} no longer matches the sha256 "
-            "the registry recorded: it was changed or damaged after it was written",
+            f"train.init_from: run {run_id}'s checkpoint {path} {problem}",
             "restore the file from a backup, or start from another run",
         )
     model = ModelConfig.model_validate(run.config.get("model", {})).for_family()
@@ -110,13 +104,12 @@ def _base_model(source: str, plugins: Plugins) -> Parent:
             f"installed base models: {offered}",
         )
     item, plugin = found[name].item, found[name].plugin
-    from aigc_run.checkpoints import metadata, sha256_of
+    from aigc_run.checkpoints import metadata, problem_with
 
     path = Path(item.checkpoint)
-    if sha256_of(path) != item.sha256:
+    if problem := problem_with(path, item.sha256):
         raise ConfigError(
-            f"train.init_from: base model {plugin}:{name}'s checkpoint {path} does not match "
-            "the sha256 the plugin gives: it was changed or damaged",
+            f"train.init_from: base model {plugin}:{name}'s checkpoint {path} {problem}",
             f"reinstall the plugin (pip install --force-reinstall aigc-{plugin})",
         )
     return Parent(
