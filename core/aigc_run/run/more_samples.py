@@ -255,6 +255,7 @@ def interpolate(
 
     from aigc_run.contract.images import write_png
     from aigc_run.noise import noise_for
+    from aigc_run.run.generation import from_noise
     from aigc_run.writing import sheet_size
 
     if folder.exists() and any(folder.iterdir()):
@@ -273,9 +274,8 @@ def interpolate(
     labels = torch.tensor([ends[0] % classes if k < frames / 2 else ends[1] % classes
                            for k in range(frames)])  # fmt: skip
     noise = path.float().to(trained.device)
-    with torch.inference_mode():
-        images = trained.model.generate(noise, labels.to(trained.device))
-    pixels = images.float().clamp(-1, 1).add(1).mul(127.5).round().to(torch.uint8).cpu()
+    _, pixels = from_noise(trained.model, noise, labels, trained.device)  # as samples are drawn
+    pixels = pixels.cpu()
     names = write_png(folder, [f"frame-{k:03d}" for k in range(frames)], pixels)
     pictures = [Image.open(folder / name).convert("RGB") for name in names]
     size, resample = sheet_size(pictures[0].width, pictures[0].height, pictures[0].width)
