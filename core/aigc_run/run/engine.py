@@ -92,10 +92,10 @@ def run_scenario(
             "(continue one with `aigc-run resume RUN_ID`)"
         )
     config = scenario.model_dump(mode="json")
-    parent = None  # a resumed run has its weights in its own checkpoint
+    parent, parent_state = None, {}  # a resumed run has its weights in its own checkpoint
     if scenario.train.init_from is not None and not resume:
         parent = transfer.find(scenario.train.init_from, registry, plugins)
-        transfer.check_fits(parent, scenario, family)
+        parent_state = transfer.check_fits(parent, scenario, family)
     if resume:
         run_id = resume.run_id
         resume_id = registry.reopen_run(run_id, resume.step)
@@ -120,7 +120,7 @@ def run_scenario(
         train_idx, held_idx = setup.split(dataset, scenario)
         model = setup.build_model(family, scenario, dataset, device)
         if parent is not None:
-            transfer.start(model, parent, dataset, say)
+            transfer.start(model, parent, parent_state, dataset, say)
         from aigc_run.run.training import resume_point, train
 
         start = None

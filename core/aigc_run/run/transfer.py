@@ -11,10 +11,10 @@ new class starts from the mean of the trained model's classes (models/transfer.p
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aigc_run.contract.components import GenerativeModel, ModelFamily, ModelSpec
 from aigc_run.contract.errors import AigcError, ConfigError
@@ -23,6 +23,9 @@ from aigc_run.data import Dataset
 from aigc_run.plugins import Contribution, Plugins
 from aigc_run.registry import Registry
 from aigc_run.scenario import ModelConfig, Scenario
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass(frozen=True)
@@ -129,9 +132,12 @@ def _base_model(source: str, plugins: Plugins) -> Parent:
     )
 
 
-def check_fits(parent: Parent, scenario: Scenario, family: Contribution[ModelFamily]) -> None:
+def check_fits(
+    parent: Parent, scenario: Scenario, family: Contribution[ModelFamily]
+) -> dict[str, torch.Tensor]:
     """The new run's model can take ``parent``'s weights: same family, image size and
-    network shapes (a throwaway model on the CPU tries). Raises a ConfigError naming both."""
+    network shapes (a throwaway model on the CPU tries). Raises a ConfigError naming both;
+    returns the weights, read once, for ``start``."""
     from aigc_run.checkpoints import load
 
     if parent.family != scenario.model.family:
@@ -159,8 +165,9 @@ def check_fits(parent: Parent, scenario: Scenario, family: Contribution[ModelFam
         device="cpu",
     )
     trial = family.item.create(spec)
+    state = load(Path(parent.checkpoint))
     try:
-        took = trial.start_from(load(Path(parent.checkpoint)), range(len(classes)) or [None])
+        took = trial.start_from(state, range(len(classes)) or [None])
     except ConfigError as e:
         differ = [
             f"model.{k} is {parent.model.get(k)!r} there and {v!r} here"
@@ -179,6 +186,7 @@ def check_fits(parent: Parent, scenario: Scenario, family: Contribution[ModelFam
             "model",
             "remove train.init_from, or use the gan family",
         )
+    return state
 
 
 def match_classes(trained: Sequence[str], names: Sequence[str]) -> list[int | None]:
@@ -206,12 +214,12 @@ def match_classes(trained: Sequence[str], names: Sequence[str]) -> list[int | No
 def start(
     model: GenerativeModel,
     parent: Parent,
+    state: Mapping[str, torch.Tensor],
     dataset: Dataset,
     say: Callable[[str], None],
 ) -> None:
-    """Give ``model`` the trained model's weights, classes matched by name."""
-    from aigc_run.checkpoints import load
-
+    """Give ``model`` the trained model's weights (``state``, as ``check_fits`` read them),
+    classes matched by name."""
     channels = int(dataset.images.shape[1])
     if channels != int(parent.dataset["channels"]):
         raise ConfigError(
@@ -221,7 +229,7 @@ def start(
         )
     trained = list(parent.dataset["classes"])
     classes = match_classes(trained, dataset.class_names)
-    if not model.start_from(load(Path(parent.checkpoint)), classes):
+    if not model.start_from(state, classes):
         raise AigcError(f"the model family cannot start from {parent.describe()}")
     kept = [n for n, c in zip(dataset.class_names, classes, strict=False) if c is not None]
     new = [n for n, c in zip(dataset.class_names, classes, strict=False) if c is None]
