@@ -473,6 +473,30 @@ def test_a_resumed_channels_last_gan_keeps_adams_moments_in_its_parameters_layou
     fresh.train_step(*batch())  # the step after a resume
 
 
+def test_spectral_norm_keeps_its_power_iteration_in_float32_under_autocast(monkeypatch):
+    # CUDA autocast runs torch.mv in bf16 (CPU autocast does not): make the CPU do the same
+    # and torch's own spectral norm then fails in torch.vdot, float32 against bf16.
+    from torch.nn.utils.parametrizations import spectral_norm as torch_spectral_norm
+
+    from aigc_run.models.base import spectral_norm
+
+    mv = torch.mv
+    monkeypatch.setattr(torch, "mv", lambda m, v: mv(m, v).to(
+        torch.bfloat16 if torch.is_autocast_enabled("cpu") else m.dtype))  # fmt: skip
+    images = torch.rand(2, 3, 8, 8)
+    torch.manual_seed(0)
+    stock = torch_spectral_norm(torch.nn.Conv2d(3, 4, 3))
+    with torch.autocast("cpu", torch.bfloat16), pytest.raises(RuntimeError, match="dtype"):
+        stock(images)
+    torch.manual_seed(0)
+    ours = spectral_norm(torch.nn.Conv2d(3, 4, 3))
+    assert ours.state_dict().keys() == stock.state_dict().keys()
+    with torch.autocast("cpu", torch.bfloat16):
+        out = ours(images)
+    assert out.dtype == torch.bfloat16 and torch.isfinite(out).all()
+    assert ours.parametrizations.weight[0]._u.dtype == torch.float32
+
+
 def test_a_cascade_trains_g_and_d_at_half_size_and_samples_at_full_size(tmp_path: Path):
     model = make("gan", size=32, options={"upscale": 2, **DCGAN_LAYERS})
     assert isinstance(model, gan.Gan)

@@ -22,6 +22,7 @@ from aigc_run.contract.errors import ConfigError
 from aigc_run.scenario import ModelConfig, TrainConfig
 
 Options = TypeVar("Options", bound=ModelConfig)
+ModuleT = TypeVar("ModuleT", bound=nn.Module)
 
 
 def parse_options(spec: ModelSpec, schema: type[Options]) -> Options:
@@ -138,3 +139,33 @@ def uses_bf16(device: torch.device, precision: str) -> bool:
         and torch.cuda.is_available()
         and torch.cuda.is_bf16_supported()
     )
+
+
+def spectral_norm(module: ModuleT) -> ModuleT:
+    """torch's spectral norm (the same state: ``parametrizations.weight.0._u``, ...) with
+    its power iteration and sigma in float32 under bf16 autocast. On CUDA autocast runs
+    ``torch.mv`` in bf16, and the float32 ``u`` then meets a bf16 vector in ``torch.vdot``,
+    which refuses mixed dtypes: every step of a spectral-norm D would fail."""
+    from torch.nn.utils.parametrizations import spectral_norm as torch_spectral_norm
+
+    torch_spectral_norm(module)
+    norm = module.get_submodule("parametrizations.weight.0")
+    kind = type(norm)
+    if kind not in _FLOAT32:
+        _FLOAT32[kind] = type(f"Float32{kind.__name__}", (kind,), {"forward": _forward_in(kind)})
+    norm.__class__ = _FLOAT32[kind]
+    return module
+
+
+_FLOAT32: dict[type, type] = {}  # torch's parametrization class -> its float32 subclass
+
+
+def _forward_in(kind: type[nn.Module]) -> Any:
+    """``kind``'s forward with autocast off."""
+
+    def forward(self: nn.Module, weight: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(weight.device.type, enabled=False):
+            return kind.forward(self, weight)
+
+    return forward
+

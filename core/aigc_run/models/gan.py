@@ -28,7 +28,6 @@ import torch
 from pydantic import ConfigDict, Field
 from torch import nn
 from torch.nn import functional as F
-from torch.nn.utils.parametrizations import spectral_norm
 
 from aigc_run.contract.components import GenerativeModel, ModelSpec
 from aigc_run.contract.errors import ConfigError
@@ -42,6 +41,7 @@ from aigc_run.models.base import (
     load_flat_state,
     parse_options,
     parse_train,
+    spectral_norm,
     uses_bf16,
 )
 from aigc_run.models.generator import Generator, dcgan_init
