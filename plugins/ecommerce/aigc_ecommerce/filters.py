@@ -42,8 +42,12 @@ def background_clean(images: torch.Tensor, context: FilterContext | None = None)
 # near-duplicate -------------------------------------------------------------------------
 
 THUMB = 8  # images are compared as 8 x 8 thumbnails: blind to noise, sees layout and colour
-FIRST_SCORE = 1e6  # the first image of a batch has nothing earlier to duplicate
-CHUNK = 512  # rows of the distance matrix at a time: memory CHUNK x N, not N x N
+FIRST_SCORE = 1e6  # the first image of a block has nothing earlier to duplicate
+CHUNK = 512  # catalogue-copy: reference images at a time, memory CHUNK x N, not M x N
+#: Images are compared within blocks of this many, from the batch's start: the cost stays
+#: linear in the batch, and the scores do not depend on the batch size the device takes
+#: (256 on a CPU, tens of thousands on a large GPU), for any multiple of it.
+BLOCK = 256
 #: RMS difference (0..1) between thumbnails. Distinct products in the demo catalogue are
 #: rarely closer than ~0.05, real photos ~0.08; copies of one image (a collapsed generator)
 #: sit near 0.
@@ -51,7 +55,8 @@ NEAR_DUPLICATE_THRESHOLD = 0.02
 
 
 def near_duplicate(images: torch.Tensor, context: FilterContext | None = None) -> torch.Tensor:
-    """RMS distance from each image's thumbnail to the nearest EARLIER one in the batch.
+    """RMS distance from each image's thumbnail to the nearest EARLIER one in its block
+    of BLOCK images.
 
     The first of two copies passes; the later copy scores ~0 and fails.
     """
@@ -64,16 +69,14 @@ def near_duplicate(images: torch.Tensor, context: FilterContext | None = None) -
         return scores
     thumbs = F.adaptive_avg_pool2d(images.float(), THUMB).flatten(1)  # N x C*THUMB*THUMB
     dims = thumbs.shape[1]
-    for start in range(1, n, CHUNK):
-        stop = min(n, start + CHUNK)
+    for start in range(0, n, BLOCK):
+        block = thumbs[start : start + BLOCK]
         # exact differences (not the matmul shortcut, which is off by ~1e-3 for copies)
-        dist = torch.cdist(
-            thumbs[start:stop], thumbs[:stop], compute_mode="donot_use_mm_for_euclid_dist"
-        )  # R x stop
-        row = torch.arange(start, stop, device=images.device)[:, None]
-        col = torch.arange(stop, device=images.device)[None, :]
-        dist = dist.masked_fill(col >= row, math.inf)  # only earlier images count
-        scores[start:stop] = dist.amin(dim=1) / math.sqrt(dims)
+        dist = torch.cdist(block, block, compute_mode="donot_use_mm_for_euclid_dist")
+        order = torch.arange(len(block), device=images.device)
+        dist = dist.masked_fill(order[None, :] >= order[:, None], math.inf)  # earlier only
+        nearest = dist.amin(dim=1) / math.sqrt(dims)
+        scores[start + 1 : start + len(block)] = nearest[1:]
     return scores
 
 

@@ -68,11 +68,18 @@ def test_a_duplicate_in_the_batch_fails_and_its_first_copy_passes() -> None:
     assert scores[13] == 0.0
 
 
-def test_near_duplicate_scores_match_across_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
-    batch = _demo_batch(30)
+def test_near_duplicate_scores_do_not_depend_on_the_batch_size(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Compared within fixed blocks: a batch of 4 blocks scores as 4 batches of one block
+    # (how a big GPU batch and the CPU's batches of 256 see the same samples).
+    monkeypatch.setattr(filters, "BLOCK", 6)
+    batch = _demo_batch(24)
+    batch[9] = batch[7]  # a copy inside the second block
     whole = filters.near_duplicate(batch, CONTEXT)
-    monkeypatch.setattr(filters, "CHUNK", 7)
-    assert torch.allclose(filters.near_duplicate(batch, CONTEXT), whole)
+    parts = torch.cat([filters.near_duplicate(part, CONTEXT) for part in batch.split(6)])
+    assert torch.equal(whole, parts)
+    assert whole[9] == 0.0 and (whole[::6] == filters.FIRST_SCORE).all()
 
 
 def test_filters_take_any_batch_size_and_channels() -> None:
