@@ -128,6 +128,9 @@ def pick_batch_size(model: GenerativeModel, setting: int | str, device: str) -> 
     generate_on_device(model, 0, range(probe), labels, None, device)
     per_image = (torch.cuda.max_memory_allocated(device) - before) / probe
     free, _ = torch.cuda.mem_get_info(device)
+    # memory torch's allocator holds but no tensor uses (training's, in the same process)
+    # is free to it, though mem_get_info counts it as taken
+    free += torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
     return batch_for_memory(free, per_image)
 
 
