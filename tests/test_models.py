@@ -497,6 +497,15 @@ def test_spectral_norm_keeps_its_power_iteration_in_float32_under_autocast(monke
     assert ours.parametrizations.weight[0]._u.dtype == torch.float32
 
 
+def test_fine_tuning_augments_adaptively_unless_the_scenario_says_otherwise():
+    tuned = make("gan", train={"init_from": "7"})
+    assert tuned.ada is not None and tuned.options.augment == ["color", "translation"]  # type: ignore[attr-defined]
+    assert make("gan").ada is None  # type: ignore[attr-defined]
+    fixed = make("gan", options={"augment_p": 0.5, "augment": ["cutout"]}, train={"init_from": "7"})
+    assert fixed.ada is None and fixed.options.augment == ["cutout"]  # type: ignore[attr-defined]
+    assert make("gan", options={"augment": []}, train={"init_from": "7"}).ada is None  # type: ignore[attr-defined]
+
+
 def test_a_cascade_trains_g_and_d_at_half_size_and_samples_at_full_size(tmp_path: Path):
     model = make("gan", size=32, options={"upscale": 2, **DCGAN_LAYERS})
     assert isinstance(model, gan.Gan)

@@ -118,6 +118,11 @@ def test_a_new_line_starts_from_the_trained_run_with_its_classes(base, tmp_path:
     assert torch.allclose(tuned[gain][1], trained[gain][0], atol=1e-6)  # dress <- Dress
     assert torch.allclose(tuned[gain][0], trained[gain].mean(0), atol=1e-6)  # Skirt <- mean
 
+    # Fine-tuning augments adaptively unless the scenario sets model.augment(_p): ADA's
+    # probability is logged each step (the base run, trained from scratch, has none).
+    assert "augment_p" in registry.metric_series(child_id)
+    assert "augment_p" not in registry.metric_series(base_id)
+
     code, shown = _cli("runs", "show", str(child_id))
     assert f"started from: run {base_id}, checkpoint step 2" in shown
     assert "dataset: 12 images, 3 channel(s), 16 px; classes: Skirt, dress" in shown

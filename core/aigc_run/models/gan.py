@@ -52,6 +52,9 @@ UPSCALER_LR = 1e-3  # the upscaler's Adam learning rate (a regression, not a gam
 # ADA: p steers E[sign(D(real))] to 0.6, as in the paper; it could go from 0 to 1 in 20,000
 # images, where the paper takes 500,000: runs here are thousands of steps, not millions.
 ADA_TARGET, ADA_IMAGES = 0.6, 20_000
+#: What a run started from a trained model (train.init_from) augments with when its
+#: scenario sets neither model.augment nor model.augment_p.
+FINE_TUNE_AUGMENT: dict[str, Any] = {"augment": ["color", "translation"], "augment_p": "ada"}
 R1_EVERY = 4  # lazy R1 (StyleGAN2): the penalty, scaled up, on every 4th D step only
 # prepare_sampling's BN statistics: 16 batches of 256 samples at 32 px and below; above,
 # batches of as many pixels (64 at 64 px), at least 16 samples each.
@@ -170,8 +173,13 @@ class Gan(GenerativeModel):
     """The GenerativeModel the engine drives."""
 
     def __init__(self, spec: ModelSpec):
-        self.options = options = parse_options(spec, GanOptions)
+        options = parse_options(spec, GanOptions)
         train = parse_train(spec)
+        if train.init_from is not None and not {"augment", "augment_p"} & options.model_fields_set:
+            # Fine-tuning on a few photos: adaptive augmentation, unless the scenario says
+            # otherwise (benchmarks/few_shot.py: it beat fine-tuning without it on clothing)
+            options = options.model_copy(update=FINE_TUNE_AUGMENT)
+        self.options = options
         levels = check_geometry(spec) - int(math.log2(options.upscale))
         if levels < 2:
             raise ConfigError(
