@@ -74,6 +74,9 @@ def base_home(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, int
         patch.delenv("AIGC_DATABASE_URL", raising=False)
         code, output = _cli("scenario", str(scenario), "--data", str(data), "--quiet")
         assert code == 0, output
+        # 8 photos a class: the run says what to do about so little data
+        assert "note: 8 images in the smallest class (Dress), under 100" in output
+        assert "--init-from RUN_ID" in output
         (run,) = Registry(Settings().registry_url).list_runs()
     return folder / "aigc-home", scenario, run.id
 
@@ -98,6 +101,7 @@ def test_a_new_line_starts_from_the_trained_run_with_its_classes(base, tmp_path:
         "--set", "train.lr=1e-9", "--quiet",
     )  # fmt: skip
     assert code == 0, output
+    assert "note:" not in output  # started from a trained model: the advice is taken
     assert (
         f"starting from run {base_id} (checkpoint step 2): classes dress from it; Skirt new "
         "(from the mean of its 3 classes)" in output

@@ -116,6 +116,7 @@ def run_scenario(
         dataset = load_dataset(plugins, scenario, settings.cache_dir, say, _item_progress(progress))
         dist.data_ready()  # the other ranks read it from the cache
         _describe_data(dataset, say)
+        _advise_small_data(dataset, scenario, say)
         registry.set_dataset(run_id, transfer.dataset_record(dataset))
         train_idx, held_idx = setup.split(dataset, scenario)
         model = setup.build_model(family, scenario, dataset, device)
@@ -256,6 +257,29 @@ def _describe_data(dataset: Dataset, say: Callable[[str], None]) -> None:
     say(f"data: {n} images {c}x{h}x{w} ({origin}); classes: {classes}")
     if dataset.skipped:
         say("skipped: " + ", ".join(f"{k} {v}" for k, v in sorted(dataset.skipped.items())))
+
+
+SMALL_CLASS = 100  # fewer images than this in a class: a GAN from scratch memorises it
+
+
+def _advise_small_data(dataset: Dataset, scenario: Scenario, say: Callable[[str], None]) -> None:
+    """Say what to do when a class has too few images to train a GAN from scratch on."""
+    import numpy as np
+
+    counts = np.bincount(dataset.labels, minlength=dataset.num_classes)
+    smallest = int(counts.argmin())
+    if counts[smallest] >= SMALL_CLASS or scenario.model.family != "gan":
+        return
+    if scenario.train.init_from is not None:  # already the advice below
+        return
+    name = f" ({dataset.class_names[smallest]})" if dataset.class_names else ""
+    say(
+        f"note: {counts[smallest]} images in the smallest class{name}, under {SMALL_CLASS}: "
+        "trained from scratch on so few, a GAN memorises or collapses, and per-class figures "
+        "are noisy. Start from a model trained on related data (--init-from RUN_ID; it "
+        "augments adaptively), or set model.augment=['color','translation'] and "
+        "model.augment_p='ada'"
+    )
 
 
 def _report_sampling(result: Any, scenario: Scenario, say: Callable[[str], None]) -> None:
