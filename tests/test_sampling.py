@@ -85,3 +85,28 @@ def test_the_contact_sheet_names_each_row_and_says_when_a_class_has_none(tmp_pat
     empty = pixels[2 * row : 3 * row, margin:]
     assert ((empty > 100) & (empty < 160)).any()  # "none accepted", in grey
     assert not (empty == 40).any()  # and no sample
+
+
+def test_an_auto_threshold_loosened_ten_fold_is_flagged() -> None:
+    from aigc_run import QualityFilter
+    from aigc_run.run import filtering
+    from aigc_run.testing import filter_context
+
+    real = torch.rand(50, 3, 8, 8)
+    labels = torch.zeros(50, dtype=torch.long)
+    context = filter_context(labels, real, labels, ["one"])
+
+    def calibrated(score: float, higher_is_better: bool) -> filtering.ActiveFilter:
+        quality = QualityFilter(
+            "steady", "the same score for every image", lambda images, ctx: torch.full(
+                (len(images),), score), threshold=0.5, higher_is_better=higher_is_better,
+        )  # fmt: skip
+        (active,) = filtering.calibrate([(Contribution("p", quality), "auto")], real, context)
+        return active
+
+    assert calibrated(0.3, True).threshold == pytest.approx(0.3)  # loosened, within 10x
+    assert not calibrated(0.3, True).loosened_too_far()
+    assert calibrated(0.01, True).loosened_too_far()  # 50x looser: rejects next to nothing
+    assert not calibrated(0.9, True).loosened_too_far()  # the default holds
+    assert calibrated(6.0, False).loosened_too_far()  # lower is better: 12x the default
+    assert not calibrated(4.0, False).loosened_too_far()

@@ -153,6 +153,14 @@ def run_scenario(
                 f"filter {f.name}: keeps scores {'>=' if f.filter.higher_is_better else '<='} "
                 f"{f.threshold:.4g}"
             )
+            if f.loosened_too_far():
+                say(
+                    f"warning: filter {f.name}'s \"auto\" threshold went from its default "
+                    f"{f.filter.threshold:.4g} to {f.threshold:.4g} so that "
+                    f"{filtering.AUTO_PASS_RATE:.0%} of the held-out real images pass: it "
+                    "will reject next to nothing. The filter may not suit this data (or too "
+                    f"few images are held out); set filters.{f.name} to a value, or off"
+                )
         dist.share_sampling(model, output_dir, {f.name: f.threshold for f in filters})
 
         def record(batch: Any, rows: list[dict[str, Any]]) -> None:

@@ -19,6 +19,9 @@ from aigc_run.plugins import Contribution, Plugins
 from aigc_run.scenario import SampleConfig, Scenario
 
 AUTO_PASS_RATE = 0.9  # "auto" loosens a threshold until this share of held-out real images pass
+#: An "auto" threshold loosened past this factor of the filter's default (towards 0 for a
+#: higher-is-better score, away from it otherwise) hardly rejects anything: the run warns.
+LOOSENED_TOO_FAR = 10.0
 
 
 @dataclass(frozen=True)
@@ -30,6 +33,16 @@ class ActiveFilter:
     @property
     def name(self) -> str:
         return self.filter.name
+
+    def loosened_too_far(self) -> bool:
+        """Its threshold is more than LOOSENED_TOO_FAR times looser than the filter's
+        default (only "auto" loosens; scores of one sign only)."""
+        default, mine = self.filter.threshold, self.threshold
+        if default <= 0 or mine < 0:
+            return False
+        if self.filter.higher_is_better:
+            return mine * LOOSENED_TOO_FAR < default
+        return mine > default * LOOSENED_TOO_FAR
 
 
 def resolve_filters(
