@@ -83,8 +83,19 @@ def test_the_contact_sheet_names_each_row_and_says_when_a_class_has_none(tmp_pat
     for r in range(3):  # each name is drawn in black in its row of the margin
         assert (pixels[r * row : (r + 1) * row, :margin] < 50).any(), r
     empty = pixels[2 * row : 3 * row, margin:]
-    assert ((empty > 100) & (empty < 160)).any()  # "none accepted", in grey
+    grey = (empty > 100) & (empty < 160)
+    assert grey.any()  # "none accepted", in grey
     assert not (empty == 40).any()  # and no sample
+
+    # with what rejected the class's samples, the grey line runs on ("none accepted:
+    # rejected by background-clean 12, near-duplicate 2")
+    reasons = {2: {"near-duplicate": 2, "background-clean": 12}, 0: {"background-clean": 1}}
+    names = ["Shoes", "Pants", "Hats"]
+    sampling.contact_sheet(path, images, labels, 3, class_names=names, rejected_by_class=reasons)
+    with Image.open(path) as sheet:
+        explained = np.asarray(sheet.convert("L"))[2 * row : 3 * row, margin:]
+    wider = (explained > 100) & (explained < 160)
+    assert np.flatnonzero(wider.any(0)).max() > np.flatnonzero(grey.any(0)).max() + 100
 
 
 def test_an_auto_threshold_loosened_ten_fold_is_flagged() -> None:

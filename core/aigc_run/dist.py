@@ -334,6 +334,10 @@ def gather_sampling(result: Any, output_dir: Path, record: Callable[[Any, Any], 
         result.accepted += other.accepted
         for name, n in other.rejected_by.items():
             result.rejected_by[name] = result.rejected_by.get(name, 0) + n
+        for label, counts in other.rejected_by_class.items():
+            mine = result.rejected_by_class.setdefault(label, {})
+            for name, n in counts.items():
+                mine[name] = mine.get(name, 0) + n
         result.accepted_images += other.accepted_images
         result.accepted_labels += other.accepted_labels
         result.skipped_filters.update(other.skipped_filters)

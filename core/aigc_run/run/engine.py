@@ -184,6 +184,7 @@ def run_scenario(
                 torch.cat(result.accepted_labels),
                 dataset.num_classes,
                 class_names=dataset.class_names,
+                rejected_by_class=result.rejected_by_class,
             )
         registry.add_evaluation(
             run_id, "acceptance-rate", result.accepted / max(result.generated, 1), checkpoint.id

@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -44,6 +44,8 @@ class SamplingResult:
     generated: int = 0
     accepted: int = 0
     rejected_by: dict[str, int] = field(default_factory=dict)
+    # class -> filter name -> samples of that class it rejected
+    rejected_by_class: dict[int, dict[str, int]] = field(default_factory=dict)
     # The first SHEET_PER_CLASS accepted images of each class (uint8 CPU batches) for the
     # contact sheet: a run of millions of samples must not hold them all in memory.
     accepted_images: list[torch.Tensor] = field(default_factory=list)
@@ -130,10 +132,12 @@ def sample(
             result.keep_for_sheet(pixels[keep], labels[keep])
             result.generated += size
             result.accepted += int(keep.sum())
-            for failed in rejections:
+            for label, failed in zip(labels.tolist(), rejections, strict=True):
+                of_class = result.rejected_by_class.setdefault(label, {})
                 for rejection in failed:
                     name = rejection.filter
                     result.rejected_by[name] = result.rejected_by.get(name, 0) + 1
+                    of_class[name] = of_class.get(name, 0) + 1
             thresholds = {f.name: f.threshold for f in filters if f.name in scores}
             batch = _Batch(cfg.seed, indices, labels, scores, thresholds, rejections, class_names)
             groups, slots = _groups(
@@ -249,10 +253,12 @@ def contact_sheet(
     num_classes: int,
     per_class: int = 8,
     class_names: Sequence[str] = (),
+    rejected_by_class: Mapping[int, Mapping[str, int]] | None = None,
 ) -> None:
     """A PNG grid of accepted samples: one row per class, its name on the left ("none
-    accepted" where a class has none), or 8 x 8 when unconditional; each sample drawn 96
-    to 128 px wide (``writing.sheet_size``)."""
+    accepted" where a class has none, with the filters that rejected its samples most,
+    from ``rejected_by_class``), or 8 x 8 when unconditional; each sample drawn 96 to 128
+    px wide (``writing.sheet_size``)."""
     from PIL import Image, ImageDraw
 
     if num_classes > 1:
@@ -284,7 +290,11 @@ def contact_sheet(
             middle = int((r + 0.5) * row_height)
             draw.text((4, middle - 6), name, fill=0)
             if len(rows[r]) == 0:
-                draw.text((margin + 4, middle - 6), "none accepted", fill=128)
+                counts = (rejected_by_class or {}).get(r, {})
+                worst = sorted(counts.items(), key=lambda item: -item[1])[:3]
+                why = ", ".join(f"{name} {n}" for name, n in worst)
+                text = f"none accepted: rejected by {why}" if why else "none accepted"
+                draw.text((margin + 4, middle - 6), text, fill=128)
         picture = labelled
     path.parent.mkdir(parents=True, exist_ok=True)
     picture.save(path)
