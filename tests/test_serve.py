@@ -62,6 +62,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     env = {**os.environ, "AIGC_API_KEY": KEY, "OMP_NUM_THREADS": "1"}
     env["AIGC_HOME"] = str(tmp_path_factory.mktemp("empty"))  # no registry: the export alone
     command = [AIGC_RUN, "serve", str(export), "--port", str(port), "--max-count", "8"]
+    command += ["--batch-wait", "300"]  # long enough that requests sent together meet
     process = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}"
     try:

@@ -37,7 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from aigc_run.api import Draw, Generated, TrainedModel
 from aigc_run.contract.errors import AigcError
 
-WAIT_S = 0.005  # how long the worker waits for more requests before it draws
+WAIT_S = 0.005  # how long the worker waits for more requests before it draws (--batch-wait)
 MAX_COUNT = 64  # images per request, unless told otherwise
 MAX_BODY = 16 * 1024  # bytes of a request body
 KEY_VARIABLE = "AIGC_API_KEY"
@@ -62,8 +62,9 @@ class GenerateRequest(BaseModel):
 class Batcher:
     """Draws every waiting request's next batch in one round, on one worker thread."""
 
-    def __init__(self, model: TrainedModel) -> None:
+    def __init__(self, model: TrainedModel, wait: float = WAIT_S) -> None:
         self.model = model
+        self.wait = wait
         self.waiting: list[tuple[Draw, asyncio.Future[Generated]]] = []
         self.wake = asyncio.Event()
         self.worker = ThreadPoolExecutor(1, thread_name_prefix="aigc-generate")
@@ -81,7 +82,7 @@ class Batcher:
         while True:
             if not active:
                 await self.wake.wait()
-                await asyncio.sleep(WAIT_S)
+                await asyncio.sleep(self.wait)
             self.wake.clear()
             active += self.waiting
             self.waiting = []
@@ -106,13 +107,14 @@ class Batcher:
             active = [(d, f) for d, f in active if d.wanted and not f.done()]
 
 
-def create_app(model: TrainedModel, max_count: int = MAX_COUNT) -> FastAPI:
-    """The HTTP service for ``model``; the API key is read from AIGC_API_KEY now."""
+def create_app(model: TrainedModel, max_count: int = MAX_COUNT, wait: float = WAIT_S) -> FastAPI:
+    """The HTTP service for ``model``; the API key is read from AIGC_API_KEY now. ``wait``:
+    seconds the worker waits after a request arrives for others to draw with it."""
     key = os.environ.get(KEY_VARIABLE) or None
     state: dict[str, Batcher] = {}
 
     async def lifespan(app: FastAPI) -> Any:
-        batcher = state["batcher"] = Batcher(model)
+        batcher = state["batcher"] = Batcher(model, wait)
         task = asyncio.create_task(batcher.run())
         yield
         task.cancel()
@@ -247,8 +249,11 @@ def archive(fields: list[dict[str, Any]], images: list[Any]) -> bytes:
 MANIFEST = ("class", "seed", "index", "truncation", "accepted")
 
 
-def serve(model: TrainedModel, host: str, port: int, max_count: int = MAX_COUNT) -> None:
+def serve(
+    model: TrainedModel, host: str, port: int, max_count: int = MAX_COUNT, wait: float = WAIT_S
+) -> None:
     """Serve ``model`` until interrupted."""
     import uvicorn
 
-    uvicorn.run(create_app(model, max_count), host=host, port=port, log_level="warning")
+    app = create_app(model, max_count, wait)
+    uvicorn.run(app, host=host, port=port, log_level="warning")

@@ -261,7 +261,18 @@ def export(run_id: int, folder: Path, step: int | None, no_reference: bool) -> N
     show_default=True,
     help="Most images one request may ask for.",
 )
-def serve(source: str, host: str, port: int, device: str | None, max_count: int) -> None:
+@click.option(
+    "--batch-wait",
+    type=click.FloatRange(0, 10_000),
+    default=5.0,
+    show_default=True,
+    metavar="MS",
+    help="Milliseconds to wait after a request for others to draw with it (latency for "
+    "throughput).",
+)
+def serve(
+    source: str, host: str, port: int, device: str | None, max_count: int, batch_wait: float
+) -> None:
     """Serve a trained run (or an export folder) over HTTP: /generate, /classes, /health.
 
     Needs the serve extra: pip install "aigc-run[serve]". Set AIGC_API_KEY to require
@@ -288,7 +299,7 @@ def serve(source: str, host: str, port: int, device: str | None, max_count: int)
             err=True,
         )
     click.echo(f"serving {model} on http://{host}:{port} (API docs: /docs); Ctrl-C stops")
-    run_server(model, host, port, max_count)
+    run_server(model, host, port, max_count, batch_wait / 1000)
 
 
 def samples(count: int) -> str:
