@@ -177,7 +177,7 @@ class Gan(GenerativeModel):
         train = parse_train(spec)
         if train.init_from is not None and not {"augment", "augment_p"} & options.model_fields_set:
             # Fine-tuning on a few photos: adaptive augmentation, unless the scenario says
-            # otherwise (benchmarks/few_shot.py: it beat fine-tuning without it on clothing)
+            # otherwise (benchmarks/few_shot.py: it beat fine-tuning without it on both data sets)
             options = options.model_copy(update=FINE_TUNE_AUGMENT)
         self.options = options
         levels = check_geometry(spec) - int(math.log2(options.upscale))
