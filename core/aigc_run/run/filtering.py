@@ -5,6 +5,7 @@ for each sample, kept as data (``Rejection``: filter, score, threshold).
 
 from __future__ import annotations
 
+import queue
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -131,29 +132,46 @@ def score_filter(
 
 
 def _call_with_timeout(call: Callable[[], Any], timeout: float | None) -> Any:
-    """``call()`` in a daemon thread, abandoned after ``timeout`` s.
+    """``call()`` on the filter thread, abandoned after ``timeout`` s.
 
-    Python cannot kill a thread, but a hung plugin left behind in a daemon thread no longer
-    holds up the run, and does not keep the process alive at exit.
+    Python cannot kill a thread, but a hung plugin left behind on a daemon thread no longer
+    holds up the run (the next call gets a new thread), and does not keep the process
+    alive at exit. One thread serves call after call: starting a thread for each, and
+    torch setting itself up on it, cost more than a small batch's scoring.
     """
+    global _filter_thread
     if timeout is None:
         return call()
-    outcome: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            outcome["value"] = call()
-        except BaseException as e:  # handed back to the caller's thread
-            outcome["error"] = e
-
-    worker = threading.Thread(target=target, name="aigc-filter", daemon=True)
-    worker.start()
-    worker.join(timeout)
-    if worker.is_alive():
+    if _filter_thread is None:
+        _filter_thread = _FilterThread()
+    done, outcome = threading.Event(), dict[str, Any]()
+    _filter_thread.jobs.put((call, done, outcome))
+    if not done.wait(timeout):
+        _filter_thread = None  # left to the hung call
         raise TimeoutError
     if "error" in outcome:
         raise outcome["error"]
     return outcome["value"]
+
+
+class _FilterThread:
+    """A daemon thread that runs the calls put on ``jobs``, one after another."""
+
+    def __init__(self) -> None:
+        self.jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        threading.Thread(target=self._serve, name="aigc-filter", daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            call, done, outcome = self.jobs.get()
+            try:
+                outcome["value"] = call()
+            except BaseException as e:  # handed back to the caller's thread
+                outcome["error"] = e
+            done.set()
+
+
+_filter_thread: _FilterThread | None = None
 
 
 def score_all(
