@@ -103,6 +103,7 @@ class TrainedModel:
         proportions: str = "even",
     ) -> Draw:
         """An ask for images, as ``generate`` takes it, checked, with nothing drawn yet."""
+        from aigc_run.run.generation import AUTO_BATCH
         from aigc_run.run.more_samples import class_plan
 
         if count < 1 or not 0 < truncation <= 1:
@@ -127,7 +128,7 @@ class TrainedModel:
             filtered=filtered,
             plan=plan,
             tries=count * cfg.max_tries if filtered else count,
-            batch=cfg.batch_size if isinstance(cfg.batch_size, int) else 256,
+            batch=cfg.batch_size if isinstance(cfg.batch_size, int) else AUTO_BATCH,
         )
 
     def draw_round(self, draws: Sequence[Draw]) -> None:
