@@ -332,8 +332,6 @@ def gather_sampling(result: Any, output_dir: Path, record: Callable[[Any, Any], 
             record(batch, batch_rows)
         result.generated += other.generated
         result.accepted += other.accepted
-        for name, n in other.rejected_by.items():
-            result.rejected_by[name] = result.rejected_by.get(name, 0) + n
         for label, counts in other.rejected_by_class.items():
             mine = result.rejected_by_class.setdefault(label, {})
             for name, n in counts.items():

@@ -43,7 +43,6 @@ SHEET_PER_CLASS = 64  # accepted images kept in memory per class, for the contac
 class SamplingResult:
     generated: int = 0
     accepted: int = 0
-    rejected_by: dict[str, int] = field(default_factory=dict)
     # class -> filter name -> samples of that class it rejected
     rejected_by_class: dict[int, dict[str, int]] = field(default_factory=dict)
     # The first SHEET_PER_CLASS accepted images of each class (uint8 CPU batches) for the
@@ -52,6 +51,15 @@ class SamplingResult:
     accepted_labels: list[torch.Tensor] = field(default_factory=list)
     skipped_filters: dict[str, str] = field(default_factory=dict)  # name -> what went wrong
     _kept: dict[int, int] = field(default_factory=dict)  # class -> images kept for the sheet
+
+    @property
+    def rejected_by(self) -> dict[str, int]:
+        """Filter name -> samples it rejected, all classes together."""
+        total: dict[str, int] = {}
+        for counts in self.rejected_by_class.values():
+            for name, n in counts.items():
+                total[name] = total.get(name, 0) + n
+        return total
 
     def keep_for_sheet(self, pixels: torch.Tensor, labels: torch.Tensor) -> None:
         chosen = []
@@ -135,9 +143,7 @@ def sample(
             for label, failed in zip(labels.tolist(), rejections, strict=True):
                 of_class = result.rejected_by_class.setdefault(label, {})
                 for rejection in failed:
-                    name = rejection.filter
-                    result.rejected_by[name] = result.rejected_by.get(name, 0) + 1
-                    of_class[name] = of_class.get(name, 0) + 1
+                    of_class[rejection.filter] = of_class.get(rejection.filter, 0) + 1
             thresholds = {f.name: f.threshold for f in filters if f.name in scores}
             batch = _Batch(cfg.seed, indices, labels, scores, thresholds, rejections, class_names)
             groups, slots = _groups(
