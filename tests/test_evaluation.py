@@ -117,6 +117,20 @@ def test_describe_puts_each_floor_beside_its_figure():
     assert lines == ["fid:domain: 12.5 (real vs real: 3.25)", "acceptance-rate: 0.5"]
 
 
+def test_domain_features_read_on_one_scale_whatever_the_pixels(tmp_path):
+    # Training images' features have mean 0 and variance 1 per dimension on average, for
+    # dark and for bright data alike, so a domain FID or KID reads beside its floor.
+    rng = np.random.default_rng(0)
+    for brightness in (0, 150):
+        images = rng.integers(0, 100, size=(256, 3, 16, 16), dtype=np.uint8) + brightness
+        features = domain_features(images, np.zeros(256), 1, tmp_path)(torch.from_numpy(images))
+        assert features.mean(0).abs().max() < 1e-4
+        assert abs(float(features.var(0).mean()) - 1) < 1e-3
+        half = torch.arange(256) % 2 == 0
+        floor = metrics.kid(features[half], features[~half], seed=0)[0]
+        assert abs(floor) < 0.1  # real against real: near 0, in units a person reads
+
+
 def test_domain_network_is_cached_and_answers_which_class(tmp_path):
     rng = np.random.default_rng(0)
     images = rng.integers(0, 100, size=(64, 1, 16, 16), dtype=np.uint8)

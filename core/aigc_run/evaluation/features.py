@@ -11,6 +11,13 @@ rebuild the image (an autoencoder, so the code keeps what tells two images apart
 memorisation and diversity need) and, when the data has two or more classes, to classify
 the image from its code (so the code holds what tells classes apart, and the network can
 answer "which class is this image" for filters and reports: ``class_probabilities``).
+
+The features are the code standardised by the training images' own codes: their mean is
+subtracted and the result divided by one number, the root of their mean per-dimension
+variance. One number keeps the geometry (distances and FID's covariances change only in
+scale) while putting every data set on the same footing: the training images' features
+have mean 0 and variance 1 per dimension, so a domain FID or KID reads like an Inception
+one beside its floor (a raw code made KIDs of 1e4 beside floors of -5e3).
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ from torch.nn import functional as F
 
 from aigc_run import checkpoints
 
-PROTOCOL_VERSION = 2  # bump when the network, its training or its input changes
+PROTOCOL_VERSION = 3  # bump when the network, its training or its input changes
 FEATURES = 128  # length of the code: the feature vector every domain metric compares
 WIDTH = 16  # channels of the first convolution; 32 and 64 follow
 STEPS = 500  # optimisation steps at most, whatever the data size: bounded cost
@@ -42,6 +49,9 @@ STEM_FROM = 64  # larger images enter through a strided patch stem, down to this
 
 class DomainNet(nn.Module):
     """Encoder (image -> code), decoder (code -> image) and, for labelled data, a class head."""
+
+    center: torch.Tensor
+    spread: torch.Tensor
 
     def __init__(self, channels: int, num_classes: int, image_size: int = STEM_FROM) -> None:
         super().__init__()
@@ -75,11 +85,20 @@ class DomainNet(nn.Module):
             nn.Tanh(),
         )
         self.head = nn.Linear(FEATURES, num_classes) if num_classes >= 2 else None
+        # set by ``standardise`` after training, saved with the weights
+        self.register_buffer("center", torch.zeros(FEATURES))
+        self.register_buffer("spread", torch.ones(()))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Images N x C x S x S in [-1, 1] -> codes N x FEATURES."""
-        code: torch.Tensor = self.encoder(x)
-        return code
+        """Images N x C x S x S in [-1, 1] -> standardised features N x FEATURES."""
+        features: torch.Tensor = (self.encoder(x) - self.center) / self.spread
+        return features
+
+    def classify(self, x: torch.Tensor) -> torch.Tensor:
+        """Images N x C x S x S in [-1, 1] -> class logits N x classes."""
+        assert self.head is not None
+        logits: torch.Tensor = self.head(F.leaky_relu(self.encoder(x), 0.2))
+        return logits
 
     def loss(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         code = self.encoder(x)
@@ -88,6 +107,15 @@ class DomainNet(nn.Module):
         if self.head is not None:
             loss = loss + F.cross_entropy(self.head(F.leaky_relu(code, 0.2)), labels)
         return loss
+
+    @torch.no_grad()
+    def standardise(self, images: torch.Tensor) -> None:
+        """Centre and scale the features on these (the training) uint8 images' codes."""
+        self.center.zero_()
+        self.spread.fill_(1.0)
+        codes = _batched(images, str(self.center.device), self).double()
+        self.center.copy_(codes.mean(0))
+        self.spread.fill_(codes.var(0).mean().sqrt().clamp_min(1e-12).item())
 
 
 class DomainFeatures:
@@ -114,11 +142,11 @@ class DomainFeatures:
     @torch.no_grad()
     def class_probabilities(self, images: torch.Tensor) -> torch.Tensor:
         """N x classes softmax probabilities (the class-consistency question)."""
-        head = self.net.head
-        if head is None:
+        if self.net.head is None:
             raise ValueError("the domain network was trained without labels: it has no classes")
-        codes = _batched(images, self.device, self.net)
-        return torch.softmax(head(F.leaky_relu(codes, 0.2)), dim=1)
+        if len(images) == 0:
+            return torch.zeros(0, self.num_classes, device=self.device)
+        return torch.softmax(_batched(images, self.device, self.net.classify), dim=1)
 
 
 def domain_features(
@@ -207,10 +235,14 @@ def train_network(
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
-    return net.eval()
+        net.eval()
+        net.standardise(images)
+    return net
 
 
-def _batched(images: torch.Tensor, device: str, net: nn.Module) -> torch.Tensor:
+def _batched(
+    images: torch.Tensor, device: str, net: Callable[[torch.Tensor], torch.Tensor]
+) -> torch.Tensor:
     out = []
     for start in range(0, len(images), CHUNK):
         chunk = images[start : start + CHUNK].to(device)
