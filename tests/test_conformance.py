@@ -60,7 +60,7 @@ def register_preprocessors():
 @hookimpl
 def register_quality_filters():
     std = lambda images, context: images.flatten(1).std(dim=1)
-    return [QualityFilter("contrast", "pixel standard deviation", std, 0.05)]
+    return [QualityFilter("contrast", "pixel std", std, 0.05, batch_independent=True)]
 
 @hookimpl
 def register_sample_writers():
@@ -144,9 +144,11 @@ def in_place(images, context):
 @hookimpl
 def register_quality_filters():
     two_scores = lambda images, context: images.flatten(2).mean(dim=2)[:, :2]
+    brighter = lambda images, context: images.flatten(1).mean(1) - images.mean()
     return [
         QualityFilter("wrong-shape", "two scores per image", two_scores, 0.5),
         QualityFilter("in-place", "blanks what it scores", in_place, 0.5),
+        QualityFilter("brighter", "than the batch", brighter, 0.0, batch_independent=True),
     ]
 
 @hookimpl
@@ -175,6 +177,7 @@ BROKEN_PROBLEMS = [
     "register_preprocessors: the name 'center-crop' is taken by 'aigc-run'",
     "quality filter 'wrong-shape' on 3-channel images: returned (4, 2) for 4 images",
     "quality filter 'in-place' changed the images it scored",
+    "quality filter 'brighter' says batch_independent=True, but an image's score changed",
     "register_sample_writers raised RuntimeError: writer setup failed",
     "metric 'nan' returned nan, not a finite number",
     "scenario 'bad' says plugin = 'someone-else', not 'looms'",
@@ -203,7 +206,7 @@ def test_a_plugin_that_keeps_the_contract_passes(install_plugin):
     for part in (
         "dataset 'looms'",
         "preprocessor 'mirror'",
-        "quality filter 'contrast'",
+        "quality filter 'contrast': one finite score per image, each image's alone",
         "sample writer 'npy'",
         "metric 'mean-gap'",
         "model family 'loom-gan'",
@@ -298,3 +301,11 @@ def test_the_engines_own_parts_pass_the_check():
     assert result.exit_code == 0, result.output
     for part in ("model family 'gan'", "model family 'vae'", "sample writer 'png'"):
         assert part in result.output
+
+
+@pytest.mark.parametrize("plugin", ["ecommerce", "medical"])
+def test_the_shipped_plugins_pass_the_check(plugin):
+    # Their scenarios hold [sizes.N] blocks: the check reads a scenario as a run does.
+    result = CliRunner().invoke(main, ["plugins", "check", plugin])
+    assert result.exit_code == 0, result.output
+    assert f"scenario '{plugin}': valid" in result.output

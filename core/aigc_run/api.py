@@ -133,9 +133,10 @@ class TrainedModel:
 
     def draw_round(self, draws: Sequence[Draw]) -> None:
         """The next batch of every unfinished draw, all through one generator call. Each
-        draw's batches are the ones ``generate`` would draw alone, and the filters score
-        each draw's batch by itself (some compare the images of a batch), so an image and
-        its scores never depend on what else was drawn beside it."""
+        draw's batches are the ones ``generate`` would draw alone. A batch-independent
+        filter scores the whole round in one call; any other (one that compares the images
+        of a batch) scores each draw's batch by itself. So an image and its scores never
+        depend on what else was drawn beside it."""
         import torch
 
         from aigc_run.noise import noise_for
@@ -153,18 +154,30 @@ class TrainedModel:
             for d, indices in asks
         ])  # fmt: skip
         labels = torch.tensor([i % classes for _, indices in asks for i in indices])
+
+        def alone(f: filtering.ActiveFilter) -> bool:
+            return f.filter.batch_independent
+
         with torch.inference_mode():
             images, pixels = from_noise(trained.model, noise, labels, self.device)
+            reference = trained.reference
+            if reference is not None:
+                context = dataclasses.replace(reference, labels=labels.to(self.device))
+                together = filtering.score_all(self._filters, images, context, cfg, {}, alone)
             start = 0
             for draw, indices in asks:
                 part = slice(start, start + len(indices))
                 start += len(indices)
                 scores = {}
-                if trained.reference is not None:
-                    context = dataclasses.replace(
-                        trained.reference, labels=labels[part].to(self.device)
+                if reference is not None:
+                    context = dataclasses.replace(reference, labels=labels[part].to(self.device))
+                    own = filtering.score_all(
+                        self._filters, images[part], context, cfg, {}, lambda f: not alone(f)
                     )
-                    scores = filtering.score_all(self._filters, images[part], context, cfg, {})
+                    scores = {  # in the filters' order, as generate has them
+                        f.name: own[f.name] if f.name in own else together[f.name][part]
+                        for f in self._filters
+                    }
                 rejected = filtering.decide(self._filters, scores, len(indices))
                 draw.take(
                     pixels[part].cpu().numpy(), indices, labels[part].numpy(), scores, rejected

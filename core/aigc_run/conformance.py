@@ -18,7 +18,7 @@ import itertools
 import math
 import tempfile
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 from types import ModuleType
@@ -278,7 +278,18 @@ class _Checker:
             images, context = _random_batch(channels, self.class_names())
             before = images.clone()
             try:
-                score_filter(self.name, qf, images, context)
+                scores = score_filter(self.name, qf, images, context)
+                if qf.batch_independent:  # the batch in two calls: each image scores the same
+                    half = len(images) // 2
+                    parts = [
+                        score_filter(
+                            self.name,
+                            qf,
+                            images[part],
+                            replace(context, labels=context.labels[part]),
+                        )
+                        for part in (slice(0, half), slice(half, None))
+                    ]
             except PluginError as e:
                 detail = e.message.split(": ", 1)[-1]
                 self.problem(f"quality filter {qf.name!r} on {channels}-channel images: {detail}")
@@ -286,7 +297,16 @@ class _Checker:
             if not torch.equal(images, before):
                 self.problem(f"quality filter {qf.name!r} changed the images it scored")
                 return
-        self.report.checked.append(f"quality filter {qf.name!r}: one finite score per image")
+            if qf.batch_independent and not torch.allclose(
+                torch.cat(parts).double().cpu(), scores.double().cpu(), rtol=1e-4, atol=1e-6
+            ):
+                self.problem(
+                    f"quality filter {qf.name!r} says batch_independent=True, but an image's "
+                    "score changed when its batch was scored in two halves: leave it False"
+                )
+                return
+        alone = ", each image's alone" if qf.batch_independent else ""
+        self.report.checked.append(f"quality filter {qf.name!r}: one finite score per image{alone}")
 
     def writer(self, writer: SampleWriter) -> None:
         import torch
@@ -388,11 +408,11 @@ class _Checker:
         )
 
     def scenario(self, item: ScenarioFile) -> None:
-        from aigc_run.scenario import read_toml, validate
+        from aigc_run.scenario import read_toml, resolve
 
         where = f"scenario {item.name!r}"
-        try:
-            scenario = validate(read_toml(item.path) if item.path else dict(item.content))
+        try:  # as a run reads it (its [sizes.N] blocks too), less the environment's settings
+            scenario = resolve(read_toml(item.path) if item.path else item.content, environ={})
         except AigcError as e:
             self.problem(f"{where}: {e.message}")
             return

@@ -144,7 +144,9 @@ class QualityFilter:
 
     ``score(images, context)`` takes float images in [0, 1], N x C x H x W on the engine's
     device, and returns N float scores. An image passes when its score is at least the
-    threshold (``higher_is_better``) or at most it (otherwise).
+    threshold (``higher_is_better``) or at most it (otherwise). ``batch_independent``: an
+    image's score depends on that image (and its context) alone, never on the other images
+    scored with it, so the server may score several requests' images in one call.
     """
 
     name: str
@@ -152,6 +154,7 @@ class QualityFilter:
     score: Callable[[torch.Tensor, FilterContext], torch.Tensor]
     threshold: float
     higher_is_better: bool = True
+    batch_independent: bool = False
 
     def passes(self, score: float, threshold: float) -> bool:
         return score >= threshold if self.higher_is_better else score <= threshold

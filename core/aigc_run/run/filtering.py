@@ -180,10 +180,12 @@ def score_all(
     context: FilterContext,
     cfg: Any,
     skipped: dict[str, str],
+    which: Callable[[ActiveFilter], bool] = lambda f: True,
 ) -> dict[str, torch.Tensor]:
-    """Every filter's scores; with ``on_filter_error = "skip"`` a failing one is dropped."""
+    """Every filter's scores (those ``which`` picks); with ``on_filter_error = "skip"`` a
+    failing one is dropped from ``filters``."""
     scores = {}
-    for f in list(filters):
+    for f in [f for f in filters if which(f)]:
         try:
             scores[f.name] = score_filter(f.plugin, f.filter, images, context, cfg.filter_timeout)
         except PluginError as e:

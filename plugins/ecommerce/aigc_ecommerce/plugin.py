@@ -108,6 +108,7 @@ def register_quality_filters() -> list[QualityFilter]:
             score=filters.background_clean,
             threshold=filters.BACKGROUND_CLEAN_THRESHOLD,
             higher_is_better=True,
+            batch_independent=True,
         ),
         QualityFilter(
             name="near-duplicate",
@@ -124,6 +125,7 @@ def register_quality_filters() -> list[QualityFilter]:
             score=filters.catalogue_copy,
             threshold=filters.CATALOGUE_COPY_THRESHOLD,
             higher_is_better=True,
+            batch_independent=True,
         ),
         QualityFilter(
             name="object-margin",
@@ -132,6 +134,7 @@ def register_quality_filters() -> list[QualityFilter]:
             score=filters.object_margin,
             threshold=filters.OBJECT_MARGIN_THRESHOLD,
             higher_is_better=True,
+            batch_independent=True,
         ),
         QualityFilter(
             name="sharpness",
@@ -140,6 +143,7 @@ def register_quality_filters() -> list[QualityFilter]:
             score=filters.sharpness,
             threshold=filters.SHARPNESS_THRESHOLD,
             higher_is_better=True,
+            batch_independent=True,
         ),
         QualityFilter(
             name="colour-cast",
@@ -148,6 +152,7 @@ def register_quality_filters() -> list[QualityFilter]:
             score=filters.colour_cast,
             threshold=filters.COLOUR_CAST_THRESHOLD,
             higher_is_better=False,
+            batch_independent=True,
         ),
         QualityFilter(
             name="class-consistency",
@@ -156,6 +161,7 @@ def register_quality_filters() -> list[QualityFilter]:
             score=filters.class_consistency,
             threshold=filters.CLASS_CONSISTENCY_THRESHOLD,
             higher_is_better=True,
+            batch_independent=True,
         ),
     ]
 

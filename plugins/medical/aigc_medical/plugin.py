@@ -67,6 +67,7 @@ def register_quality_filters() -> list[QualityFilter]:
             score=filters.intensity_plausibility,
             threshold=filters.PLAUSIBILITY_THRESHOLD,
             higher_is_better=False,
+            batch_independent=True,
         ),
         QualityFilter(
             name="memorisation",
@@ -77,6 +78,7 @@ def register_quality_filters() -> list[QualityFilter]:
             score=filters.nearest_training_distance,
             threshold=filters.MEMORISATION_THRESHOLD,
             higher_is_better=True,
+            batch_independent=True,
         ),
         QualityFilter(
             name="anatomical-plausibility",
@@ -87,6 +89,7 @@ def register_quality_filters() -> list[QualityFilter]:
             score=filters.anatomical_plausibility,
             threshold=filters.ANATOMY_THRESHOLD,
             higher_is_better=True,
+            batch_independent=True,
         ),
     ]
 
