@@ -186,5 +186,9 @@ def test_concurrent_requests_are_batched_and_each_gets_its_own_images(server: Se
         assert [r["index"] for r in rows] == want.indices
         drawn = [np.asarray(Image.open(io.BytesIO(base64.b64decode(r["png"])))) for r in rows]
         assert all(np.array_equal(d, w[:, :, 0]) for d, w in zip(drawn, want.images, strict=True))
+        # the batch-independent filters scored the whole round at once: the same scores
+        for name, scores in want.scores.items():
+            served = [r["scores"][name] for r in rows]
+            assert np.allclose(served, scores, rtol=1e-5, atol=1e-6), name
     rounds = json.loads(call(server.url, "GET", "/health")[2])["rounds"] - rounds_before
     assert rounds < 16, "16 requests at once should share generator calls"

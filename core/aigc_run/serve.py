@@ -8,10 +8,11 @@
                      with its manifest fields (class, seed, index, truncation, scores)
 
 Requests that arrive together are drawn together: a single worker thread takes every
-waiting request (after a WAIT_S pause for more to come), puts their noise through one
-generator call and answers each as ``TrainedModel.generate`` would have, image for image.
-The event loop never runs the model, so /health answers while a batch is drawn, and a
-client that goes away only drops its own answer.
+waiting request (when it was idle, after a WAIT_S pause for more to come; requests that
+came during a round are drawn as soon as it ends), puts their noise through one generator
+call and answers each as ``TrainedModel.generate`` would have, image for image.
+The event loop never runs the model or encodes images, so /health answers while a batch is
+drawn, and a client that goes away only drops its own answer.
 
 With ``AIGC_API_KEY`` set, every route but /health needs ``Authorization: Bearer <key>``
 (compared in constant time); bad input is a 4xx with a message, never a 500.
@@ -31,6 +32,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal
 
 from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -80,7 +82,7 @@ class Batcher:
         loop = asyncio.get_running_loop()
         active: list[tuple[Draw, asyncio.Future[Generated]]] = []
         while True:
-            if not active:
+            if not active and not self.waiting:  # idle: the first request waits for company
                 await self.wake.wait()
                 await asyncio.sleep(self.wait)
             self.wake.clear()
@@ -169,7 +171,9 @@ def create_app(model: TrainedModel, max_count: int = MAX_COUNT, wait: float = WA
         except AigcError as e:
             raise HTTPException(422, f"{e.message}; {e.hint}" if e.hint else e.message) from None
         drawn = await state["batcher"].draw(draw)
-        return answer(drawn, ask)
+        # PNG encoding in a worker thread (Pillow lets go of the GIL while it compresses):
+        # the event loop goes on reading requests and answering others meanwhile.
+        return await run_in_threadpool(answer, drawn, ask)
 
     return app
 
