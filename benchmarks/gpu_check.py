@@ -112,16 +112,17 @@ def train(args: argparse.Namespace, env: dict[str, str]) -> dict[str, Any]:
             peaks: dict[str, int] = {}
             for round_ in range(args.rounds):
                 for precision in ("bf16", "fp32") if round_ % 2 == 0 else ("fp32", "bf16"):
-                    out = Path(tmp) / f"{size}-{precision}-{round_}.json"
+                    out = Path(tmp) / f"{size}-{precision}-{round_}"
                     command = [sys.executable, "benchmarks/train_overhead.py", "--device",
                                args.device, "--image-size", str(size), "--precision",
                                precision, "--rounds", "1", "--steps", str(args.train_steps),
-                               "--json", str(out)]  # fmt: skip
+                               "--results", str(out)]  # fmt: skip
                     done = run(command, env, 600)
                     if done["returncode"] != 0:
                         return {"ok": False, "failed": done}
-                    figures = json.loads(out.read_text())
-                    for arm, values in figures["rates"].items():
+                    record = out / f"train_overhead-ecommerce-{size}.json"
+                    figures = json.loads(record.read_text())["figures"]
+                    for arm, values in figures["runs"][0]["rates"].items():
                         rates[precision].setdefault(arm, []).extend(values)
                     peaks[precision] = max(peaks.get(precision, 0),
                                            figures.get("peak_gpu_bytes") or 0)  # fmt: skip

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import statistics
 from pathlib import Path
 
 import pytest
@@ -21,15 +22,20 @@ def test_train_overhead_times_both_arms_and_reports_the_ratio(tmp_path: Path):
     assert spec and spec.loader
     benchmark = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(benchmark)
-    out = tmp_path / "result.json"
     sizes = ["--recipe", "none", "--image-size", "16", "--width", "8", "--batch-size", "4"]
-    sizes += ["--steps", "6"]
+    sizes += ["--steps", "6", "--runs", "2"]
     every = ["--log-every", "2", "--checkpoint-every", "3", "--rounds", "2"]
-    benchmark.main([*sizes, *every, "--device", "cpu", "--json", str(out)])
-    result = json.loads(out.read_text())
-    assert len(result["rates"]["engine"]) == len(result["rates"]["plain"]) == 2
-    assert all(rate > 0 for rates in result["rates"].values() for rate in rates)
-    assert result["ratio"] == pytest.approx(result["median"]["engine"] / result["median"]["plain"])
+    benchmark.main([*sizes, *every, "--device", "cpu", "--results", str(tmp_path)])
+    record = json.loads((tmp_path / "train_overhead-none-16.json").read_text())
+    runs = record["figures"]["runs"]
+    assert len(runs) == 2 and record["budget"]["runs"] == 2
+    for result in runs:
+        assert len(result["rates"]["engine"]) == len(result["rates"]["plain"]) == 2
+        assert all(rate > 0 for rates in result["rates"].values() for rate in rates)
+        ratio = result["median"]["engine"] / result["median"]["plain"]
+        assert result["ratio"] == pytest.approx(ratio)
+    ratios = [r["ratio"] for r in runs]
+    assert record["figures"]["ratio"]["median"] == pytest.approx(statistics.median(ratios))
 
 
 def _adam_benchmark(monkeypatch):
