@@ -30,7 +30,9 @@ snapshot; the largest milestone every arm reached in a seed is scored the same w
 --equal-samples generated images (Inception is the slow part of a run).
 
 Writes benchmarks/results/quality_vs_dcgan-<data>-<size>.json (``--results`` elsewhere) after
-every seed, so a run stopped midway keeps the seeds it finished.
+every seed, so a run stopped midway keeps the seeds it finished. Seeds measured in separate
+invocations (the same data, size, budget and arms) join into one record with
+``--merge A.json B.json ... --name NAME``: each seed keeps its own recipe and commit.
 FID on n images is biased upward by about c/n for every arm, which pulls ratios towards 1;
 KID is unbiased. Compare ratios, not figures with published tables (50,000 images).
 """
@@ -489,15 +491,65 @@ def parser() -> argparse.ArgumentParser:
         metavar="SECTION.KEY=VALUE",
         help="change the scenario's recipe, as aigc-run's --set (to compare candidates)",
     )
+    p.add_argument("--merge", type=Path, nargs="+", help="records whose seeds join in one")
+    p.add_argument("--name", help="the merged record's name (with --merge)")
     p.add_argument("--arm", help=argparse.SUPPRESS)  # internal: run one arm
     p.add_argument("--seed-of-arm", type=int, help=argparse.SUPPRESS)
     p.add_argument("--work", type=Path, help=argparse.SUPPRESS)
     return p
 
 
+MUST_AGREE = ("data", "image_size", "images", "samples", "inception_samples", "device")
+
+
+def merge(paths: list[Path], name: str, results: Path, argv: list[str]) -> Path:
+    """One record of the seeds of several records of the same protocol."""
+    records = [json.loads(p.read_text()) for p in paths]
+    first = records[0]
+
+    def arms(record: dict[str, Any]) -> list[list[str]]:
+        return [sorted(seed["arms"]) for seed in record["figures"]["seeds"]]
+
+    for path, record in zip(paths, records, strict=True):
+        differ = [k for k in (*MUST_AGREE, "budget") if record.get(k) != first.get(k)]
+        differ += ["arms"] * any(a != arms(first)[0] for a in arms(record))
+        if differ:
+            raise SystemExit(f"{path} differs from {paths[0]} in {', '.join(differ)}")
+    per_seed = [
+        {**seed, "commit": record["commit"], "command": record["command"]}
+        for record in records
+        for seed in record["figures"]["seeds"]
+    ]
+    seeds = [s["seed"] for s in per_seed]
+    if len(set(seeds)) != len(seeds):
+        raise SystemExit(f"seed(s) measured twice: {sorted(seeds)}")
+    per_seed.sort(key=lambda s: s["seed"])
+    return write_record(
+        "quality_vs_dcgan",
+        {
+            "budget": summarise(per_seed, "budget"),
+            "equal_images": summarise(per_seed, "equal_images"),
+            "seeds": per_seed,
+        },
+        seeds=[s["seed"] for s in per_seed],
+        budget=first["budget"],
+        threads=first["threads"],
+        argv=argv,
+        commit_measured=",".join(dict.fromkeys(r["commit"] for r in records)),
+        name=name,
+        results=results,
+        notes=[f"merged from {', '.join(p.name for p in paths)}: each seed names its command"],
+        **{k: first[k] for k in (*MUST_AGREE, "classes", "scenario") if k in first},
+    )
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     argv = sys.argv[1:] if argv is None else argv
     args = parser().parse_args(argv)
+    if args.merge:
+        path = merge(args.merge, args.name or "quality_vs_dcgan-merged", args.results, argv)
+        print(f"record: {path}")
+        return dict(json.loads(path.read_text()))
     if args.arm:
         run_arm(args.arm, args.seed_of_arm, args)
         return {}

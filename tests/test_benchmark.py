@@ -65,6 +65,19 @@ def test_quality_vs_dcgan_runs_the_arms_side_by_side_and_records_them(tmp_path: 
     assert summary["min"] == min(per_seed) and summary["max"] == max(per_seed)
     assert summary["median"] == pytest.approx(sum(per_seed) / 2)
 
+    # Seeds measured apart join into one record with the same summary.
+    halves = []
+    for seed in record["figures"]["seeds"]:
+        half = {**record, "figures": {**record["figures"], "seeds": [seed]}}
+        halves.append(tmp_path / f"half-{seed['seed']}.json")
+        halves[-1].write_text(json.dumps(half))
+    benchmark.main(["--merge", *map(str, halves), "--name", "merged", "--results", str(tmp_path)])
+    merged = json.loads((tmp_path / "merged.json").read_text())
+    assert merged["seeds"] == [0, 1] and merged["image_size"] == 32
+    assert merged["figures"]["budget"] == record["figures"]["budget"]
+    with pytest.raises(SystemExit, match="measured twice"):
+        benchmark.main(["--merge", str(halves[0]), str(halves[0]), "--results", str(tmp_path)])
+
 
 @pytest.mark.slow
 @pytest.mark.realdata(PNEUMONIA)
