@@ -15,6 +15,8 @@ CPU seconds and the load average it saw. The arms (the baselines are in dcgan.py
   cascade     (not run by default) the scenario's half-size recipe with the gan family's
               model.upscale = 2: G and D at half the size, an upscaler trained on the
               real images lifting the samples
+  vae         (not run by default) the scenario's recipe with model.family = "vae" (its
+              [model.vae] table), the engine's other family at the same size
 Every arm draws --samples images whose classes follow the real data's proportions (the
 unconditional DCGAN cannot be told a class; its samples are scored as they come). They
 are scored against --samples real images: domain FID (the evaluation's domain network,
@@ -69,7 +71,7 @@ DATASETS = {  # --data name -> (scenario, path under the data folder)
     "clothing": ("ecommerce", "clothing"),
     "pneumoniamnist": ("medical", "pneumoniamnist/pneumoniamnist.npz"),
 }
-ARMS = ("scenario", "dcgan", "dcgan-cond", "cascade")
+ARMS = ("scenario", "dcgan", "dcgan-cond", "cascade", "vae")
 DEFAULT_ARMS = "scenario,dcgan,dcgan-cond"
 # the ratios reported: below 1 the first arm wins
 PAIRS = (
@@ -78,6 +80,8 @@ PAIRS = (
     ("cascade", "scenario"),
     ("cascade", "dcgan"),
     ("cascade", "dcgan-cond"),
+    ("vae", "dcgan"),
+    ("scenario", "vae"),
 )
 SMALL_INCEPTION = 1000  # also scored on the first this many Inception features (see score)
 
@@ -223,7 +227,12 @@ def run_arm(arm: str, seed: int, args: argparse.Namespace) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     watch, cpu = LoadWatch(), time.process_time()
     snapshots: dict[int, str] = {}  # images seen -> snapshot
-    if arm == "scenario":
+    if arm in ("scenario", "vae"):
+        if arm == "vae":  # the scenario's recipe, its [model.vae] table: the other family
+            overrides = [*args.set, "model.family='vae'"]
+            scenario, dataset, plugins = load(
+                args.data, args.data_dir, args.cache, overrides, args.size
+            )
         scenario.train.seed = seed
         batch = scenario.train.batch_size
         every = args.milestone // batch if args.milestone else 0
@@ -309,9 +318,10 @@ def snapshot_samples(
     scenario, dataset, plugins, device = (
         context[k] for k in ("scenario", "dataset", "plugins", "device")
     )
-    if arm == "scenario":
+    if arm in ("scenario", "vae"):
         scenario = scenario.model_copy(deep=True)
         scenario.train.seed = seed
+        scenario.model.family = "gan" if arm == "scenario" else "vae"
         family = plugins.contributions(MODEL_FAMILIES)[scenario.model.family]
         model = build_model(family, scenario, dataset, device)
         checkpoints.restore(model, Path(path))

@@ -32,6 +32,7 @@ def test_quality_vs_dcgan_runs_the_arms_side_by_side_and_records_them(tmp_path: 
     args += ["--seeds", "0,1", "--samples", "60", "--inception-samples", "0"]
     args += ["--milestone", "64", "--cache", str(tmp_path), "--results", str(tmp_path)]
     args += ["--set", "data.max_images=300"]  # the domain network trains on these
+    args += ["--arms", "scenario,dcgan,dcgan-cond,vae"]
     benchmark.main([*args, "--sheets", str(tmp_path / "sheets")])
     record = json.loads((tmp_path / "quality_vs_dcgan-pneumoniamnist-32.json").read_text())
     assert record["source"] == "written by benchmarks/quality_vs_dcgan.py"
@@ -39,7 +40,8 @@ def test_quality_vs_dcgan_runs_the_arms_side_by_side_and_records_them(tmp_path: 
     assert record["seeds"] == [0, 1] and record["threads"] == 1 and record["image_size"] == 32
     for seed in record["figures"]["seeds"]:
         arms = seed["arms"]
-        assert set(arms) == {"scenario", "dcgan", "dcgan-cond"}
+        assert set(arms) == {"scenario", "dcgan", "dcgan-cond", "vae"}
+        assert arms["vae"]["recipe"]["model"]["family"] == "vae"
         for arm in arms.values():  # each arm trained in its own one-thread process
             assert arm["steps"] >= 1 and arm["threads"] == 1 and arm["cpu_seconds"] > 0
             assert arm["images_seen"] == arm["steps"] * arm["batch"]
@@ -57,7 +59,7 @@ def test_quality_vs_dcgan_runs_the_arms_side_by_side_and_records_them(tmp_path: 
         assert equal["images_seen"] <= min(a["images_seen"] for a in arms.values())
         assert set(equal["scores"]) == set(arms)
     sheets = sorted(p.name for p in (tmp_path / "sheets").glob("*.png"))
-    assert len(sheets) == 6 and "pneumoniamnist-32-dcgan-cond-1.png" in sheets
+    assert len(sheets) == 8 and "pneumoniamnist-32-vae-1.png" in sheets
     summary = record["figures"]["budget"]["ratios"]["scenario/dcgan"]["fid_domain"]
     per_seed = [
         s["budget"]["ratios"]["scenario/dcgan"]["fid_domain"] for s in record["figures"]["seeds"]
