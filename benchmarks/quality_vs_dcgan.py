@@ -526,7 +526,7 @@ def merge(paths: list[Path], name: str, results: Path, argv: list[str]) -> Path:
         if differ:
             raise SystemExit(f"{path} differs from {paths[0]} in {', '.join(differ)}")
     per_seed = [
-        {**seed, "commit": record["commit"], "command": record["command"]}
+        {**seed, **{k: record[k] for k in ("commit", "command", "machine")}}
         for record in records
         for seed in record["figures"]["seeds"]
     ]
@@ -549,7 +549,9 @@ def merge(paths: list[Path], name: str, results: Path, argv: list[str]) -> Path:
         name=name,
         results=results,
         notes=[f"merged from {', '.join(p.name for p in paths)}: each seed names its command"],
-        **{k: first[k] for k in (*MUST_AGREE, "classes", "scenario") if k in first},
+        **{k: first[k] for k in (*MUST_AGREE, "classes") if k in first},
+        scenario=[r.get("scenario") for r in records],  # as each invocation named it
+        machine=" + ".join(dict.fromkeys(r["machine"] for r in records)),
     )
 
 
