@@ -64,7 +64,10 @@ def served(model: Path, args: argparse.Namespace) -> dict[str, Any]:
         port = probe.getsockname()[1]
     url = f"http://127.0.0.1:{port}"
     command = [AIGC_RUN, "serve", str(model), "--port", str(port), "--device", "cpu"]
-    server = subprocess.Popen([*command, "--max-count", str(args.per_request)])
+    env = dict(os.environ)
+    if args.server_threads:
+        env["AIGC_THREADS"] = args.server_threads
+    server = subprocess.Popen([*command, "--max-count", str(args.per_request)], env=env)
     try:
         for _ in range(600):
             try:
@@ -135,6 +138,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--seconds", type=float, default=20.0)
     p.add_argument("--per-request", type=int, default=4, help="images each request asks for")
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--server-threads", help="the server's AIGC_THREADS (default: its own policy)")
     p.add_argument("--train-steps", type=int, default=50)
     p.add_argument("--results", type=Path, default=RESULTS)
     args = p.parse_args(argv)
@@ -170,6 +174,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         results=args.results,
         clients=args.clients,
         per_request=args.per_request,
+        server_threads=args.server_threads or "the server's own policy",
         model=str(args.model) if args.model else f"ecommerce demo, {args.train_steps} steps",
     )
     print(f"record: {path}")

@@ -287,10 +287,11 @@ def serve(
             "aigc-run serve needs FastAPI and uvicorn, which are not installed",
             'pip install "aigc-run[serve]"',
         )
-    from aigc_run import load
+    from aigc_run import load, threads
     from aigc_run.serve import KEY_VARIABLE
     from aigc_run.serve import serve as run_server
 
+    threads.apply(threads.choose("auto"))
     model = load(int(source) if source.isdigit() else source, device=device or "auto")
     if host not in ("127.0.0.1", "localhost", "::1") and not os.environ.get(KEY_VARIABLE):
         click.echo(
