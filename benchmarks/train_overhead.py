@@ -2,12 +2,14 @@
 
     python benchmarks/train_overhead.py [--device cpu|cuda] [--family gan|vae]
         [--recipe ecommerce|medical|none] [--image-size 32] [--precision auto|fp32|bf16]
-        [--batch-size N] [--steps 300] [--rounds 5] [--log-every 50]
-        [--checkpoint-every 100] [--runs 1] [--results DIR]
+        [--batch-size N] [--steps 300] [--rounds 5] [--log-every N]
+        [--checkpoint-every N] [--runs 1] [--results DIR]
 
 The model is the shipped scenario's recipe (--recipe, default ecommerce: its [model] and
-[train] settings and its [sizes.N] block at --image-size, its batch size unless
---batch-size), or the family's defaults at --width with --recipe none.
+[train] settings and its [sizes.N] block at --image-size, its batch size, logging and
+checkpoint intervals unless given: ecommerce checkpoints every 500 steps, so a 300-step
+round writes only its final checkpoint; --checkpoint-every 100 measures a run that saves
+more often), or the family's defaults at --width with --recipe none.
 Both arms train the same model (a fresh one, same seed, each time) on the same random
 uint8 images with the same batch size and optimiser (the family's own ``train_step``), in
 this process, one after the other:
@@ -62,13 +64,12 @@ def scenario_for(args: argparse.Namespace, plugins: Any) -> Any:
         f"data.image_size={args.image_size}",
         f"model.family={args.family!r}",
         f"train.steps={args.steps}",
-        f"train.log_every={args.log_every}",
-        f"train.checkpoint_every={args.checkpoint_every}",
         f"train.device={args.device!r}",
         f"train.precision={args.precision!r}",
     ]
-    if args.batch_size is not None:
-        overrides.append(f"train.batch_size={args.batch_size}")
+    for key in ("batch_size", "log_every", "checkpoint_every"):
+        if getattr(args, key) is not None:
+            overrides.append(f"train.{key}={getattr(args, key)}")
     return resolve(content, overrides, environ={})
 
 
@@ -139,8 +140,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
     parser.add_argument("--steps", type=int, default=300, help="steps per arm and round")
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--log-every", type=int, default=50)
-    parser.add_argument("--checkpoint-every", type=int, default=100)
+    parser.add_argument("--log-every", type=int, help="default: the recipe's")
+    parser.add_argument("--checkpoint-every", type=int, help="default: the recipe's")
     parser.add_argument("--runs", type=int, default=1, help="repeats of the whole measurement")
     parser.add_argument("--results", type=Path, default=RESULTS, help="where the record goes")
     argv = sys.argv[1:] if argv is None else argv
@@ -148,7 +149,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     measured_at = commit()
     plugins = load_plugins(set())
     scenario = scenario_for(args, plugins)
-    args.batch_size = scenario.train.batch_size
+    args.batch_size, args.log_every = scenario.train.batch_size, scenario.train.log_every
     runs = [measure(args, plugins, scenario) for _ in range(args.runs)]
     ratios = [run["ratio"] for run in runs]
     figures = {
@@ -171,6 +172,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         device=args.device,
         model=scenario.model.for_family(),
         batch_size=args.batch_size,
+        log_every=args.log_every,
+        checkpoint_every=scenario.train.checkpoint_every,
     )
     print(f"engine/plain over {args.runs} run(s): {ratios}; record: {path}")
     return figures
