@@ -95,29 +95,17 @@ def train(
     """Train through the engine's loop for ``minutes`` (from ``base``'s weights when given);
     returns the model and the steps done. The final checkpoint is ``folder/checkpoints``."""
     from aigc_run import checkpoints
-    from aigc_run.contract.components import RunInfo
-    from aigc_run.contract.kinds import MODEL_FAMILIES
-    from aigc_run.registry import Registry
-    from aigc_run.run.setup import build_model
-    from aigc_run.run.training import train as train_loop
     from aigc_run.run.transfer import match_classes
 
-    scenario.train.steps = 10**9  # the budget stops it
-    scenario.train.max_minutes = minutes
-    scenario.train.checkpoint_every = 10**9
-    scenario.train.log_every = 500
-    family = plugins.contributions(MODEL_FAMILIES)[scenario.model.family]
-    registry = Registry(f"sqlite:///{folder}/benchmark.db")
-    config = scenario.model_dump(mode="json")
-    run_id = registry.create_run(scenario.name, config, {}, "cpu", str(folder))
-    model = build_model(family, scenario, dataset, "cpu")
-    if base is not None:
-        classes = match_classes(base_classes or [], dataset.class_names)
-        model.start_from(checkpoints.load(base), classes)
-    run = RunInfo(run_id, scenario.name, config, folder, "cpu")
-    last = train_loop(model, dataset.images, dataset.labels, scenario, run, plugins, registry)
-    registry.close()
-    return model, last.step
+    def start_from_base(model: Any) -> None:
+        if base is not None:
+            classes = match_classes(base_classes or [], dataset.class_names)
+            model.start_from(checkpoints.load(base), classes)
+
+    model, steps, _ = quality.train_scenario(
+        scenario, dataset, plugins, minutes, "cpu", folder, before_training=start_from_base
+    )
+    return model, steps
 
 
 def base_model(args: argparse.Namespace) -> tuple[Path, list[str], int]:

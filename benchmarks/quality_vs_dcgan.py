@@ -153,9 +153,11 @@ def train_scenario(
     device: str,
     folder: Path,
     every: int = 0,
+    before_training: Callable[[Any], None] | None = None,
 ) -> tuple[Any, int, float]:
     """Train the scenario's model with ``aigc_run.run.training.train`` for ``minutes``,
-    writing a checkpoint every ``every`` steps (0: only at the end) under ``folder``.
+    writing a checkpoint every ``every`` steps (0: only at the end) under ``folder``;
+    ``before_training(model)`` may change the new model first (few_shot.py loads a base).
     Returns the model, the steps done and the seconds spent."""
     from aigc_run.contract.components import RunInfo
     from aigc_run.contract.kinds import MODEL_FAMILIES
@@ -173,6 +175,8 @@ def train_scenario(
     run_id = registry.create_run(scenario.name, config, {}, device, str(folder))
     run = RunInfo(run_id, scenario.name, config, folder, device)
     model = build_model(family, scenario, dataset, device)
+    if before_training is not None:
+        before_training(model)
     started = time.monotonic()
     last = train(model, dataset.images, dataset.labels, scenario, run, plugins, registry)
     seconds = time.monotonic() - started
