@@ -59,7 +59,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    env = {**os.environ, "AIGC_API_KEY": KEY, "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "AIGC_API_KEY": KEY, "AIGC_THREADS": "2"}  # two batcher threads
+    env.pop("OMP_NUM_THREADS", None)
     env["AIGC_HOME"] = str(tmp_path_factory.mktemp("empty"))  # no registry: the export alone
     command = [AIGC_RUN, "serve", str(export), "--port", str(port), "--max-count", "8"]
     command += ["--batch-wait", "300"]  # long enough that requests sent together meet
@@ -190,5 +191,6 @@ def test_concurrent_requests_are_batched_and_each_gets_its_own_images(server: Se
         for name, scores in want.scores.items():
             served = [r["scores"][name] for r in rows]
             assert np.allclose(served, scores, rtol=1e-5, atol=1e-6), name
-    rounds = json.loads(call(server.url, "GET", "/health")[2])["rounds"] - rounds_before
-    assert rounds < 16, "16 requests at once should share generator calls"
+    health = json.loads(call(server.url, "GET", "/health")[2])
+    assert health["rounds"] - rounds_before < 16, "16 requests at once should share rounds"
+    assert health["workers"] == 2, "the rounds ran on two threads at once"

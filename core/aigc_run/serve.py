@@ -1,19 +1,20 @@
 """``aigc-run serve``: a trained model over HTTP (FastAPI on uvicorn; ``pip install
 "aigc-run[serve]"``).
 
-    GET  /health     no key needed: {"status": "ok", the model, images and rounds so far}
+    GET  /health     no key needed: {"status": "ok", the model, images and rounds so far,
+                     the batcher threads}
     GET  /classes    the class names, the image size and the limits
     POST /generate   {"count", "classes", "seed", "truncation", "filtered", "proportions",
                      "format"}: one PNG, or several as JSON (base64 PNGs) or a ZIP, each
                      with its manifest fields (class, seed, index, truncation, scores)
 
-Requests that arrive together are drawn together: a single worker thread takes every
-waiting request (when it was idle, after a WAIT_S pause for more to come; requests that
-came during a round are drawn as soon as it ends), puts their noise through one generator
-call and answers each as ``TrainedModel.generate`` would have, image for image. The same
-thread then encodes the answers of the requests that round finished, before it draws
-again: the generator's threads need every core at once, and encoding beside them made
-each round a third slower on a 2-core machine. The event loop never runs the model or
+Requests that arrive together are drawn together: a batcher thread takes every waiting
+request (when it was idle, after a WAIT_S pause for more to come; requests that came
+during a round are drawn as soon as a thread is free), puts their noise through one
+generator call, answers each as ``TrainedModel.generate`` would have, image for image,
+and encodes the answers of the requests that round finished. On the CPU there is one
+batcher thread per core, each drawing its own rounds on one torch thread
+(``rounds_at_once``); the model is loaded once and shared. The event loop never runs the model or
 encodes images, so /health answers while a batch is drawn, and a client that goes away
 only drops its own answer.
 
@@ -30,9 +31,10 @@ import hmac
 import io
 import json
 import os
+import threading
+import time
 import zipfile
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal
 
 from fastapi import Depends, FastAPI, HTTPException, Request
@@ -68,58 +70,77 @@ Ask = tuple[Draw, Callable[[Generated], Response], "asyncio.Future[Response]"]
 
 
 class Batcher:
-    """Draws every waiting request's next batch in one round, on one worker thread, and
-    encodes the answers of the requests it finished."""
+    """Draws every waiting request's next batch in one round, on one of ``workers``
+    threads, and encodes the answers of the requests it finished. Each thread goes from
+    round to round without waiting for the event loop; it hands each answer to the loop.
+    A request stays with the thread that first drew it."""
 
-    def __init__(self, model: TrainedModel, wait: float = WAIT_S) -> None:
+    def __init__(self, model: TrainedModel, wait: float = WAIT_S, workers: int = 1) -> None:
         self.model = model
         self.wait = wait
         self.waiting: list[Ask] = []
-        self.wake = asyncio.Event()
-        self.worker = ThreadPoolExecutor(1, thread_name_prefix="aigc-generate")
+        self.changed = threading.Condition()
+        self.closed = False
         self.rounds = self.images = 0
+        self.threads = [
+            threading.Thread(target=self.serve, name=f"aigc-generate-{k}", daemon=True)
+            for k in range(workers)
+        ]
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        for t in self.threads:
+            t.start()
+
+    def close(self) -> None:
+        with self.changed:
+            self.closed = True
+            self.changed.notify_all()
 
     async def draw(self, draw: Draw, encode: Callable[[Generated], Response]) -> Response:
         """``draw``'s images, as ``encode`` answers them once they are all drawn."""
-        done: asyncio.Future[Response] = asyncio.get_running_loop().create_future()
-        self.waiting.append((draw, encode, done))
-        self.wake.set()
+        done: asyncio.Future[Response] = self.loop.create_future()
+        with self.changed:
+            self.waiting.append((draw, encode, done))
+            self.changed.notify()
         return await done
 
-    async def run(self) -> None:
-        loop = asyncio.get_running_loop()
+    def serve(self) -> None:
+        """(The batcher's thread) rounds, for as long as there are requests."""
         active: list[Ask] = []
         while True:
-            if not active and not self.waiting:  # idle: the first request waits for company
-                await self.wake.wait()
-                await asyncio.sleep(self.wait)
-            self.wake.clear()
-            active += self.waiting
-            self.waiting = []
+            with self.changed:
+                idle = not active and not self.waiting
+                if idle:
+                    self.changed.wait_for(lambda: self.waiting or self.closed)
+                if self.closed:
+                    return
+            if idle:  # the first request waits for company
+                time.sleep(self.wait)
+            with self.changed:
+                active += self.waiting
+                self.waiting = []
             active = [ask for ask in active if not ask[2].done()]  # the client went away
             if not active:
                 continue
             wanted = sum(draw.wanted for draw, _, _ in active)
             try:
-                answers = await loop.run_in_executor(self.worker, self.round, active)
+                answers = self.round(active)
             except Exception as e:  # one bad round fails its requests, not the server
-                for _, _, future in active:
-                    if not future.done():
-                        future.set_exception(e)
-                active = []
-                continue
-            self.rounds += 1
-            self.images += wanted  # drawn, kept or not
+                answers = [e] * len(active)
+            with self.changed:
+                self.rounds += 1
+                self.images += wanted  # drawn, kept or not
             for (_, _, future), answer in zip(active, answers, strict=True):
-                if answer is not None and not future.done():
-                    if isinstance(answer, BaseException):
-                        future.set_exception(answer)
-                    else:
-                        future.set_result(answer)
+                if answer is not None:
+                    try:
+                        self.loop.call_soon_threadsafe(settle, future, answer)
+                    except RuntimeError:  # the server stopped during the round
+                        return
             active = [ask for ask, answer in zip(active, answers, strict=True) if answer is None]
 
     def round(self, asks: list[Ask]) -> list[Response | BaseException | None]:
-        """(On the worker) one round; the answer of each ask it finished, else None."""
+        """One round; the answer of each ask it finished, else None."""
         self.model.draw_round([draw for draw, _, _ in asks])
         answers: list[Response | BaseException | None] = []
         for draw, encode, _ in asks:
@@ -130,18 +151,30 @@ class Batcher:
         return answers
 
 
-def create_app(model: TrainedModel, max_count: int = MAX_COUNT, wait: float = WAIT_S) -> FastAPI:
+def settle(future: asyncio.Future[Response], answer: Response | BaseException) -> None:
+    """(On the event loop) give a request its answer, unless it has gone."""
+    if future.done():
+        return
+    if isinstance(answer, BaseException):
+        future.set_exception(answer)
+    else:
+        future.set_result(answer)
+
+
+def create_app(
+    model: TrainedModel, max_count: int = MAX_COUNT, wait: float = WAIT_S, workers: int = 1
+) -> FastAPI:
     """The HTTP service for ``model``; the API key is read from AIGC_API_KEY now. ``wait``:
-    seconds the worker waits after a request arrives for others to draw with it."""
+    seconds an idle batcher waits after a request arrives for others to draw with it;
+    ``workers``: rounds drawn at once, each on its own thread."""
     key = os.environ.get(KEY_VARIABLE) or None
     state: dict[str, Batcher] = {}
 
     async def lifespan(app: FastAPI) -> Any:
-        batcher = state["batcher"] = Batcher(model, wait)
-        task = asyncio.create_task(batcher.run())
+        batcher = state["batcher"] = Batcher(model, wait, workers)
+        batcher.start(asyncio.get_running_loop())
         yield
-        task.cancel()
-        batcher.worker.shutdown(wait=False, cancel_futures=True)
+        batcher.close()
 
     app = FastAPI(
         title=f"aigc-run: run {model.run_id}",
@@ -164,7 +197,8 @@ def create_app(model: TrainedModel, max_count: int = MAX_COUNT, wait: float = WA
     async def health() -> dict[str, Any]:
         batcher = state["batcher"]
         return {"status": "ok", "run": model.run_id, "step": model.step,
-                "rounds": batcher.rounds, "images": batcher.images}  # fmt: skip
+                "rounds": batcher.rounds, "images": batcher.images,
+                "workers": len(batcher.threads)}  # fmt: skip
 
     @app.get("/classes", dependencies=[Depends(authorised)])
     async def classes() -> dict[str, Any]:
@@ -273,11 +307,25 @@ def archive(fields: list[dict[str, Any]], images: list[Any]) -> bytes:
 MANIFEST = ("class", "seed", "index", "truncation", "accepted")
 
 
+def rounds_at_once(model: TrainedModel) -> int:
+    """How many rounds to draw at once: on the CPU one per torch thread, with torch set to
+    one thread per round. A round split over threads stalls whenever the HTTP work takes
+    one of its cores; whole rounds side by side do not. On a GPU, one at a time."""
+    import torch
+
+    if str(model.device).startswith("cuda"):
+        return 1
+    count = torch.get_num_threads()
+    torch.set_num_threads(1)
+    return count
+
+
 def serve(
     model: TrainedModel, host: str, port: int, max_count: int = MAX_COUNT, wait: float = WAIT_S
 ) -> None:
-    """Serve ``model`` until interrupted."""
+    """Serve ``model`` until interrupted. On the CPU, as many rounds are drawn at once as
+    torch has threads, each on one thread (``rounds_at_once``)."""
     import uvicorn
 
-    app = create_app(model, max_count, wait)
+    app = create_app(model, max_count, wait, rounds_at_once(model))
     uvicorn.run(app, host=host, port=port, log_level="warning")

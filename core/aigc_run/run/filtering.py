@@ -137,17 +137,17 @@ def _call_with_timeout(call: Callable[[], Any], timeout: float | None) -> Any:
     Python cannot kill a thread, but a hung plugin left behind on a daemon thread no longer
     holds up the run (the next call gets a new thread), and does not keep the process
     alive at exit. One thread serves call after call: starting a thread for each, and
-    torch setting itself up on it, cost more than a small batch's scoring.
+    torch setting itself up on it, cost more than a small batch's scoring. Each calling
+    thread has its own (aigc-run serve draws on several at once).
     """
-    global _filter_thread
     if timeout is None:
         return call()
-    if _filter_thread is None:
-        _filter_thread = _FilterThread()
+    if getattr(_filter_threads, "thread", None) is None:
+        _filter_threads.thread = _FilterThread()
     done, outcome = threading.Event(), dict[str, Any]()
-    _filter_thread.jobs.put((call, done, outcome))
+    _filter_threads.thread.jobs.put((call, done, outcome))
     if not done.wait(timeout):
-        _filter_thread = None  # left to the hung call
+        _filter_threads.thread = None  # left to the hung call
         raise TimeoutError
     if "error" in outcome:
         raise outcome["error"]
@@ -171,7 +171,7 @@ class _FilterThread:
             done.set()
 
 
-_filter_thread: _FilterThread | None = None
+_filter_threads = threading.local()  # .thread: the calling thread's _FilterThread
 
 
 def score_all(
