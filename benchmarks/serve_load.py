@@ -7,7 +7,8 @@ Without --model, a small ecommerce run (the demo catalogue, the scenario's 32-px
 AIGC_HOME and exported. The server (``aigc-run serve``, its own process) is driven by
 --clients threads, each asking for --per-request images at a time, unfiltered, for
 --seconds; requests/s, images/s, p50/p99 latency and errors are counted, and /health says
-how many generator rounds served them, so how many images a round drew on average. Then,
+how many generator rounds served them, so how many images a round drew on average (and
+on how many batcher threads). Then,
 with the server stopped, the in-process arm draws that many images per ``generate`` call
 for --seconds. The arms alternate --repeats times; the record has each arm's median and
 spread, and the ratio served / in-process images/s of each repeat.
@@ -110,6 +111,7 @@ def served(model: Path, args: argparse.Namespace) -> dict[str, Any]:
         "p99_s": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))],
         "rounds": rounds,
         "images_per_round": (after["images"] - before["images"]) / max(rounds, 1),
+        "batcher_threads": after.get("workers", 1),
     }
 
 
