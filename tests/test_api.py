@@ -110,3 +110,14 @@ def test_a_lower_truncation_draws_less_varied_images(run_id: int) -> None:
         return float(np.mean([np.abs(a - b).mean() for a in flat for b in flat]))
 
     assert spread(0.5) < spread(1.0)
+
+
+def test_too_few_images_passing_the_filters_is_a_warning(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("AIGC_HOME", str(tmp_path / "aigc-home"))
+    monkeypatch.delenv("AIGC_DATABASE_URL", raising=False)
+    strict = [*TINY, "--set", "filters.realness=1000000"]  # no logit is that real
+    assert CliRunner().invoke(main, strict).exit_code == 0
+    model = aigc_run.load(1, device="cpu")
+    with pytest.warns(UserWarning, match=r"only 0 of 3 images passed the run's filters"):
+        assert model.generate(3, seed=1).shape[0] == 0
+    assert model.generate(3, seed=1, filtered=False).shape[0] == 3

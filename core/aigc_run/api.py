@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,10 +86,18 @@ class TrainedModel:
         or as often as in the training data with ``proportions="data"``), from ``seed``
         (default the run's sample.seed), each noise scaled by ``truncation`` (psi, 1 =
         off). ``filtered``: only images that pass the run's filters, drawing up to
-        sample.max_tries x count; else the first ``count`` drawn, with their scores."""
+        sample.max_tries x count; else the first ``count`` drawn, with their scores. Fewer
+        than ``count`` pass the filters in that many tries: it returns those, with a warning."""
         draw = self.start(count, classes, seed, truncation, filtered, proportions)
         while draw.wanted:
             self.draw_round([draw])
+        if draw.kept < count:
+            warnings.warn(
+                f"only {draw.kept} of {count} images passed the run's filters after "
+                f"{draw.drawn} tries; train longer, or generate(..., filtered=False) for the "
+                "images with their scores",
+                stacklevel=2,
+            )
         return self.result(draw)
 
     # generate in steps, for a caller that draws several asks at once (aigc-run serve)
