@@ -5,6 +5,7 @@ for each sample, kept as data (``Rejection``: filter, score, threshold).
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 from collections.abc import Callable, Sequence
@@ -191,7 +192,8 @@ def score_all(
         except PluginError as e:
             if cfg.on_filter_error == "fail":
                 raise
-            filters.remove(f)
+            with contextlib.suppress(ValueError):  # a round on another thread dropped it
+                filters.remove(f)
             skipped[f.name] = str(e.message)
     return scores
 
