@@ -14,6 +14,11 @@ its own process with one thread (--threads), for --minutes each:
                  train.freeze_d = --freeze-d
   scratch-ada    the scratch arm with adaptive augmentation (model.augment_p = "ada"; the
   finetune-ada   policies of --ada-policies when the recipe has none)
+A fine-tuning arm starts as ``aigc-run --init-from`` does (run/transfer.py): the new class
+from the base's class its photos look most like; with "-mean" after its name (e.g.
+finetune-ada-mean) from the mean of the base's classes instead. Variants of an arm: name
+it ARM/LABEL (finetune-ada/slow) and give it settings with --arm-set
+finetune-ada/slow:train.lr_g_coarse=0.1.
 Each arm draws --samples images, scored against the test photos: KID (unbiased at small
 N) and FID in the domain space (the evaluation's network, trained on the whole data set)
 and the memorisation rate (evaluation/memorisation.py: the share of samples closer to one
@@ -47,12 +52,19 @@ from records import RESULTS, commit, write_record  # noqa: E402
 
 ARMS = ("scratch", "finetune", "scratch-ada", "finetune-ada")
 PAIRS = (
-    ("finetune", "scratch"),
-    ("finetune-ada", "scratch"),
     ("finetune-ada", "scratch-ada"),
     ("scratch-ada", "scratch"),
     ("finetune-ada", "finetune"),
-)
+)  # and every arm against scratch
+
+
+def kind(arm: str) -> str:
+    """One of ARMS: what ``arm`` (e.g. finetune-ada-mean/slow) trains."""
+    name = arm.split("/")[0].removesuffix("-mean")
+    if name not in ARMS or (arm.split("/")[0].endswith("-mean") and "finetune" not in name):
+        raise SystemExit(f"arm {arm!r}: give one of {', '.join(ARMS)} (a finetune arm may end "
+                         "in -mean), optionally followed by /LABEL")  # fmt: skip
+    return name
 
 
 def split(dataset: Any, held_out: str) -> tuple[Any, np.ndarray]:
@@ -91,16 +103,31 @@ def train(
     folder: Path,
     base: Path | None = None,
     base_classes: list[str] | None = None,
+    new_class: str = "nearest",
 ) -> tuple[Any, int]:
-    """Train through the engine's loop for ``minutes`` (from ``base``'s weights when given);
-    returns the model and the steps done. The final checkpoint is ``folder/checkpoints``."""
-    from aigc_run import checkpoints
-    from aigc_run.run.transfer import match_classes
+    """Train through the engine's loop for ``minutes`` (from ``base``'s weights when given,
+    started as ``--init-from`` starts a run; ``new_class="mean"``: a new class from the mean
+    of the base's classes); returns the model and the steps done. The final checkpoint is
+    ``folder/checkpoints``."""
+    from aigc_run.contract.kinds import MODEL_FAMILIES
+    from aigc_run.run import transfer
 
     def start_from_base(model: Any) -> None:
-        if base is not None:
-            classes = match_classes(base_classes or [], dataset.class_names)
-            model.start_from(checkpoints.load(base), classes)
+        if base is None:
+            return
+        parent = transfer.Parent(
+            str(base), None, str(base), 0, "", scenario.model.family,
+            scenario.model.for_family(),
+            {"channels": dataset.images.shape[1], "image_size": dataset.images.shape[-1],
+             "classes": base_classes or []},
+        )  # fmt: skip
+        family = plugins.contributions(MODEL_FAMILIES)[scenario.model.family]
+        trained = transfer.check_fits(parent, scenario, family)
+        if new_class == "mean":
+            classes = transfer.match_classes(base_classes or [], dataset.class_names)
+            model.start_from(trained.state, classes)
+        else:
+            transfer.start(model, parent, trained, dataset, print)
 
     model, steps, _ = quality.train_scenario(
         scenario, dataset, plugins, minutes, "cpu", folder, before_training=start_from_base
@@ -130,26 +157,30 @@ def base_model(args: argparse.Namespace) -> tuple[Path, list[str], int]:
 def run_arm(arm: str, shots: int, seed: int, args: argparse.Namespace) -> None:
     """One arm, in its own process: train, draw the samples, save them and its figures."""
     torch.set_num_threads(args.threads)
-    overrides = list(args.set)
-    if arm.endswith("-ada"):
+    overrides = list(args.set) + [s.split(":", 1)[1] for s in args.arm_set
+                                  if s.split(":", 1)[0] == arm]  # fmt: skip
+    if kind(arm).endswith("-ada"):
         overrides.append('model.augment_p="ada"')
     scenario, dataset, plugins = quality.load(
         args.data, args.data_dir, args.cache, overrides, args.size
     )
-    if arm.endswith("-ada") and not scenario.model.model_extra.get("augment"):
+    if kind(arm).endswith("-ada") and not scenario.model.model_extra.get("augment"):
         scenario.model.augment = args.ada_policies.split(",")  # type: ignore[attr-defined]
     scenario.train.seed = seed
     train_index, _ = photos(dataset, args.held_out, shots, seed)
     line = new_line(dataset, train_index, args.held_out)
-    folder = args.work / f"{arm}-{shots}-{seed}"
+    folder = args.work / f"{arm.replace('/', '_')}-{shots}-{seed}"
     folder.mkdir(parents=True, exist_ok=True)
     watch, cpu, started = quality.LoadWatch(), time.process_time(), time.monotonic()
-    if arm.startswith("finetune"):
-        scenario.train.freeze_d = args.freeze_d
+    if kind(arm).startswith("finetune"):
+        if "train.freeze_d" not in " ".join(overrides):
+            scenario.train.freeze_d = args.freeze_d
         base = Path(args.base_checkpoint)
+        new_class = "mean" if arm.split("/")[0].endswith("-mean") else "nearest"
         model, steps = train(
-            scenario, line, plugins, args.minutes, folder, base, args.base_classes.split("\n")
-        )
+            scenario, line, plugins, args.minutes, folder, base,
+            args.base_classes.split("\n"), new_class,
+        )  # fmt: skip
     else:
         model, steps = train(scenario, line, plugins, args.minutes, folder)
     seconds = time.monotonic() - started
@@ -194,13 +225,15 @@ def score(
 
 
 def ratios(scores: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+    """``"a/b"``: arm a's KID and FID over arm b's, for every arm against scratch and PAIRS."""
+    pairs = [(a, "scratch") for a in scores if a != "scratch"] + list(PAIRS)
     return {
         f"{a}/{b}": {
             key: scores[a][key] / scores[b][key]
             for key in ("kid_domain", "fid_domain")
             if scores[b][key] > 0
         }
-        for a, b in PAIRS
+        for a, b in dict.fromkeys(pairs)
         if a in scores and b in scores
     }
 
@@ -235,6 +268,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--arms", default=",".join(ARMS))
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--freeze-d", type=int, default=0, help="train.freeze_d of finetune arms")
+    p.add_argument("--arm-set", action="append", default=[], metavar="ARM:SECTION.KEY=VALUE",
+                   help="a setting of one arm only")  # fmt: skip
     p.add_argument("--ada-policies", default="color,translation")
     p.add_argument("--samples", type=int, default=500)
     p.add_argument("--cache", type=Path, default=Path("/tmp/aigc-bench"))
@@ -257,8 +292,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         run_arm(args.arm, int(args.shots_of_arm), int(args.seed_of_arm), args)
         return {}
     arms = [a for a in args.arms.split(",") if a]
-    if unknown := sorted(set(arms) - set(ARMS)):
-        raise SystemExit(f"unknown arm(s) {unknown}: choose from {', '.join(ARMS)}")
+    for arm in arms:
+        kind(arm)
+    if stray := sorted({s.split(":", 1)[0] for s in args.arm_set} - set(arms)):
+        raise SystemExit(f"--arm-set names arm(s) {stray} that --arms does not list")
     measured_at = commit()
     checkpoint, base_classes, base_steps = base_model(args)
     scenario, dataset, _ = quality.load(args.data, args.data_dir, args.cache, args.set, args.size)
@@ -285,7 +322,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 test_photos = torch.from_numpy(dataset.images[test_index])
                 figures, scores = {}, {}
                 for arm in arms:
-                    folder = Path(work) / f"{arm}-{shots}-{seed}"
+                    folder = Path(work) / f"{arm.replace('/', '_')}-{shots}-{seed}"
                     figures[arm] = json.loads((folder / "arm.json").read_text())
                     samples = torch.from_numpy(np.load(folder / "samples.npy"))
                     scores[arm] = score(samples, train_photos, test_photos, domain)
@@ -311,6 +348,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 base_classes=base_classes,
                 samples=args.samples,
                 freeze_d=args.freeze_d,
+                arm_settings=args.arm_set,
                 scenario={"name": scenario.name, "overrides": args.set},
             )  # fmt: skip
             print(f"record ({len(per_seed)} runs): {path}", flush=True)

@@ -83,6 +83,34 @@ def test_quality_vs_dcgan_runs_the_arms_side_by_side_and_records_them(tmp_path: 
 
 @pytest.mark.slow
 @pytest.mark.realdata(PNEUMONIA)
+def test_few_shot_runs_its_arms_and_their_variants_side_by_side(tmp_path: Path):
+    benchmark = _load_benchmark("few_shot")
+    args = ["--data", "pneumoniamnist", "--data-dir", str(DATA), "--held-out", "pneumonia"]
+    args += ["--minutes", "0.03", "--base-minutes", "0.03", "--seeds", "0", "--shots", "10"]
+    args += ["--samples", "40", "--cache", str(tmp_path), "--results", str(tmp_path)]
+    args += ["--set", "data.max_images=300", "--freeze-d", "1"]
+    args += ["--arms", "scratch,finetune-ada,finetune-ada-mean,finetune/slow"]
+    record = benchmark.main([*args, "--arm-set", "finetune/slow:train.lr_g_coarse=0.1"])
+    assert record["held_out"] == "pneumonia" and record["base_classes"] == ["normal"]
+    (run,) = record["figures"]["runs"]
+    assert set(run["arms"]) == {"scratch", "finetune-ada", "finetune-ada-mean", "finetune/slow"}
+    recipes = {arm: figures["recipe"] for arm, figures in run["arms"].items()}
+    assert recipes["finetune/slow"]["train"]["lr_g_coarse"] == 0.1
+    assert recipes["finetune-ada"]["train"]["lr_g_coarse"] == 1.0
+    assert recipes["finetune-ada"]["model"]["augment_p"] == "ada"
+    assert recipes["finetune-ada"]["train"]["freeze_d"] == 1
+    assert recipes["scratch"]["train"]["freeze_d"] == 0
+    scores = run["scores"]
+    for arm in ("finetune-ada", "finetune-ada-mean", "finetune/slow"):
+        assert run["ratios"][f"{arm}/scratch"]["kid_domain"] == pytest.approx(
+            scores[arm]["kid_domain"] / scores["scratch"]["kid_domain"]
+        )
+    with pytest.raises(SystemExit, match="arm 'scratch-mean'"):
+        benchmark.main([*args[:-1], "scratch-mean"])
+
+
+@pytest.mark.slow
+@pytest.mark.realdata(PNEUMONIA)
 def test_the_inception_scores_show_the_small_sample_bias(tmp_path: Path, monkeypatch):
     """Beside FID on all --inception-samples, the scorer gives FID on the first
     SMALL_INCEPTION (higher for the same images: FID's bias falls with n) and KID."""

@@ -92,6 +92,10 @@ class TrainConfig(_Section):
     # Keep the discriminator's first N blocks (from the image side) as they start: FreezeD
     # (Mo et al. 2020), for fine-tuning from init_from on a few images. gan family only.
     freeze_d: Annotated[int, Field(ge=0, le=8)] = 0
+    # The generator's coarse layers (its 4x4 stem and the blocks up to a quarter of the
+    # image size: layout and shape) learn at this share of lr, the fine ones at lr itself;
+    # below 1 a fine-tuned generator keeps its trained shapes longer. gan family only.
+    lr_g_coarse: Annotated[float, Field(gt=0, le=1)] = 1.0
 
     @field_validator("init_from", mode="before")
     @classmethod

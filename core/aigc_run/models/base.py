@@ -123,7 +123,9 @@ def match_layouts(optimizer: torch.optim.Optimizer) -> None:
                     slots[name] = torch.empty_like(param, dtype=value.dtype).copy_(value)
 
 
-def adam(params: Iterable[torch.Tensor], lr: float, betas: tuple[float, float]) -> torch.optim.Adam:
+def adam(
+    params: Iterable[torch.Tensor] | Iterable[dict[str, Any]], lr: float, betas: tuple[float, float]
+) -> torch.optim.Adam:
     """Adam with torch's fused kernel (one pass over all the tensors rather than a loop of
     small ops for each), for the gan and vae families. The same algorithm, equal to the
     loop's up to rounding; on 2 CPU cores the ecommerce recipe's step ran ~5% faster

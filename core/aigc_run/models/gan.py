@@ -241,7 +241,7 @@ class Gan(GenerativeModel):
         self.d_trained = [p for p in self.discriminator.parameters() if id(p) not in frozen]
         for p in self.discriminator.blocks(train.freeze_d).parameters():
             p.requires_grad_(False)
-        self.opt_g = adam(self.generator.parameters(), lr, betas)
+        self.opt_g = adam(self.generator.param_groups(lr, train.lr_g_coarse), lr, betas)
         self.opt_d = adam(self.d_trained, float(lr_d or lr), betas)
         self.opt_sr = (
             adam(self.upscaler.parameters(), UPSCALER_LR, betas) if self.upscaler else None

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -62,6 +64,22 @@ class Generator(nn.Module):
         self.to_image = up(c_last, channels, bias=True)  # -> N x C x H x W
         if upsample == "transposed":
             self.apply(dcgan_init)
+
+    def param_groups(self, lr: float, coarse_share: float) -> list[dict[str, Any]]:
+        """Adam's parameter groups: the coarse layers (the stem and the blocks up to a
+        quarter of the image size, with their norms) at ``coarse_share * lr``, the rest at
+        ``lr`` (train.lr_g_coarse). One group at a share of 1, the layout that checkpoints
+        from before this setting hold."""
+        if coarse_share == 1:
+            return [{"params": list(self.parameters()), "lr": lr}]
+        coarse_blocks = len(self.ups) - 1  # the last two 2x blocks draw the fine detail
+        coarse = [self.stem, self.norms[0], *self.ups[:coarse_blocks],
+                  *self.norms[1 : coarse_blocks + 1]]  # fmt: skip
+        slow = {id(p) for m in coarse for p in m.parameters()}
+        return [
+            {"params": [p for p in self.parameters() if id(p) in slow], "lr": lr * coarse_share},
+            {"params": [p for p in self.parameters() if id(p) not in slow], "lr": lr},
+        ]
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         h = F.relu(self.norms[0](self.stem(z), labels))  # N x c0 x 4 x 4

@@ -3,9 +3,10 @@ families: every tensor that does not depend on the classes is copied; class tabl
 row per class: the generator's class-conditional batch-norm gains and biases, the
 discriminator's projection) are matched by class.
 
-A class the trained model did not have gets the mean of its rows: the average class's
-gain, bias and projection. A generator whose class came from a trained one starts by
-drawing an average of what it learned, which the new images then pull into shape.
+A class the engine could not match to a trained one (None: run/transfer.py picks the
+trained class that new photos look most like where it can) gets the mean of the rows: the
+average class's gain, bias and projection: a generator given it starts by drawing an
+average of what it learned, which the new images then pull into shape.
 """
 
 from __future__ import annotations

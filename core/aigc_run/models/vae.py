@@ -92,6 +92,12 @@ class Vae(GenerativeModel):
                 "train.freeze_d: the vae family has no discriminator to freeze",
                 "set train.freeze_d=0, or use the gan family",
             )
+        if train.lr_g_coarse != 1:
+            raise ConfigError(
+                "train.lr_g_coarse: the vae family trains its encoder and decoder at one "
+                "learning rate",
+                "set train.lr_g_coarse=1, or use the gan family",
+            )
         self.latent_dim = options.latent_dim
         width = options.width
         self.classes = spec.num_classes if spec.conditional and spec.num_classes > 1 else 0

@@ -92,10 +92,10 @@ def run_scenario(
             "(continue one with `aigc-run resume RUN_ID`)"
         )
     config = scenario.model_dump(mode="json")
-    parent, parent_state = None, {}  # a resumed run has its weights in its own checkpoint
+    parent, trained = None, None  # a resumed run has its weights in its own checkpoint
     if scenario.train.init_from is not None and not resume:
         parent = transfer.find(scenario.train.init_from, registry, plugins)
-        parent_state = transfer.check_fits(parent, scenario, family)
+        trained = transfer.check_fits(parent, scenario, family)
     if resume:
         run_id = resume.run_id
         resume_id = registry.reopen_run(run_id, resume.step)
@@ -120,8 +120,8 @@ def run_scenario(
         registry.set_dataset(run_id, transfer.dataset_record(dataset))
         train_idx, held_idx = setup.split(dataset, scenario)
         model = setup.build_model(family, scenario, dataset, device)
-        if parent is not None:
-            transfer.start(model, parent, parent_state, dataset, say)
+        if parent is not None and trained is not None:
+            transfer.start(model, parent, trained, dataset, say, train_idx)
         from aigc_run.run.training import resume_point, train
 
         start = None

@@ -5,8 +5,12 @@ completed, its last checkpoint is intact (sha256), and it was trained with the s
 family and image size and with networks of the same shape (a throwaway model built with
 the new settings takes its weights, on the CPU). Once the new data is loaded, its classes
 are matched by name (exactly, else ignoring case) and the model family takes the weights
-(``GenerativeModel.start_from``): a class the trained model had keeps what it learned, a
-new class starts from the mean of the trained model's classes (models/transfer.py).
+(``GenerativeModel.start_from``): a class the trained model had keeps what it learned.
+A new class starts as the trained class its photos look most like to the trained model's
+own critic (``GenerativeModel.realness``, asked for each trained class in turn: for the gan,
+its discriminator's class projection), so a skirt starts from what the model knows of
+dresses rather than from an average garment; a family with no critic, or a model trained
+on one class, starts it from the mean of the trained classes (models/transfer.py).
 """
 
 from __future__ import annotations
@@ -14,7 +18,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import numpy as np
 
 from aigc_run.contract.components import GenerativeModel, ModelFamily, ModelSpec
 from aigc_run.contract.errors import AigcError, ConfigError
@@ -132,12 +138,18 @@ def _base_model(source: str, plugins: Plugins) -> Parent:
     )
 
 
-def check_fits(
-    parent: Parent, scenario: Scenario, family: Contribution[ModelFamily]
-) -> dict[str, torch.Tensor]:
+class Trained(NamedTuple):
+    """A trained model's weights, read once, and a model on the CPU that holds them with
+    the trained model's classes (what ``start`` asks which class new photos look like)."""
+
+    state: Mapping[str, torch.Tensor]
+    model: GenerativeModel
+
+
+def check_fits(parent: Parent, scenario: Scenario, family: Contribution[ModelFamily]) -> Trained:
     """The new run's model can take ``parent``'s weights: same family, image size and
     network shapes (a throwaway model on the CPU tries). Raises a ConfigError naming both;
-    returns the weights, read once, for ``start``."""
+    returns the weights and that model, for ``start``."""
     from aigc_run.checkpoints import load
 
     if parent.family != scenario.model.family:
@@ -186,7 +198,7 @@ def check_fits(
             "model",
             "remove train.init_from, or use the gan family",
         )
-    return state
+    return Trained(state, trial)
 
 
 def match_classes(trained: Sequence[str], names: Sequence[str]) -> list[int | None]:
@@ -211,15 +223,56 @@ def match_classes(trained: Sequence[str], names: Sequence[str]) -> list[int | No
     return matched or [None]
 
 
+def nearest_classes(
+    trained: GenerativeModel,
+    classes: Sequence[int | None],
+    dataset: Dataset,
+    photos: np.ndarray,
+    count: int,
+) -> list[int | None]:
+    """``classes`` with each new class (None) replaced by the trained class (of ``count``)
+    whose label the trained model's critic finds that class's images most real under, on
+    average over up to PHOTOS_PER_CLASS of them (of ``photos``, indices into ``dataset``).
+    Unchanged when the model has no critic, was trained on one class, or its critic does
+    not tell the classes apart."""
+    import torch
+
+    if count < 2 or None not in classes:
+        return list(classes)
+    nearest = list(classes)
+    for i, matched in enumerate(classes):
+        mine = photos[dataset.labels[photos] == i][:PHOTOS_PER_CLASS]
+        if matched is not None or not len(mine):
+            continue
+        images = torch.from_numpy(np.asarray(dataset.images[mine])).float() / 127.5 - 1
+        with torch.no_grad():
+            scores = [
+                trained.realness(images, torch.full((len(mine),), c, dtype=torch.int64))
+                for c in range(count)
+            ]
+        if any(s is None for s in scores):
+            return list(classes)  # no critic: new classes start from the mean
+        means = torch.stack([s.mean() for s in scores if s is not None])
+        if torch.allclose(means, means[0]):
+            return list(classes)  # an unconditional critic: every class scores alike
+        nearest[i] = int(means.argmax())
+    return nearest
+
+
+PHOTOS_PER_CLASS = 256  # enough to tell which class they resemble; a CPU pass per class
+
+
 def start(
     model: GenerativeModel,
     parent: Parent,
-    state: Mapping[str, torch.Tensor],
+    trained: Trained,
     dataset: Dataset,
     say: Callable[[str], None],
+    photos: np.ndarray | None = None,
 ) -> None:
-    """Give ``model`` the trained model's weights (``state``, as ``check_fits`` read them),
-    classes matched by name."""
+    """Give ``model`` the trained model's weights (as ``check_fits`` read them), classes
+    matched by name; a new class from the trained class its photos look most like
+    (``nearest_classes``; ``photos``: the indices of the training images, default all)."""
     channels = int(dataset.images.shape[1])
     if channels != int(parent.dataset["channels"]):
         raise ConfigError(
@@ -227,22 +280,21 @@ def start(
             f"-channel images and this data has {channels}",
             "convert the images (grayscale or RGB) to match the trained model's",
         )
-    trained = list(parent.dataset["classes"])
-    classes = match_classes(trained, dataset.class_names)
-    if not model.start_from(state, classes):
+    names = list(parent.dataset["classes"])
+    matched = match_classes(names, dataset.class_names)
+    index = np.arange(len(dataset)) if photos is None else photos
+    classes = nearest_classes(trained.model, matched, dataset, index, len(names))
+    if not model.start_from(trained.state, classes):
         raise AigcError(f"the model family cannot start from {parent.describe()}")
-    kept = [n for n, c in zip(dataset.class_names, classes, strict=False) if c is not None]
-    new = [n for n, c in zip(dataset.class_names, classes, strict=False) if c is None]
-    say(
-        f"starting from {parent.describe()}: "
-        + (f"classes {', '.join(kept)} from it" if kept else "")
-        + ("; " if kept and new else "")
-        + (
-            f"{', '.join(new) or 'the data'} new (from the mean of its {len(trained)} classes)"
-            if new or not kept
-            else ""
-        )
-    )
+    told = []
+    for name, was, now in zip(dataset.class_names or ["the data"], matched, classes, strict=False):
+        if was is not None:
+            told.append(f"{name} from its {names[was]}")
+        elif now is not None:
+            told.append(f"{name} (new) from its {names[now]}, which it looks most like")
+        else:
+            told.append(f"{name} (new) from the mean of its {len(names)} classes")
+    say(f"starting from {parent.describe()}: " + "; ".join(told))
 
 
 def dataset_record(dataset: Dataset) -> dict[str, Any]:
