@@ -157,10 +157,12 @@ def base_model(args: argparse.Namespace) -> tuple[Path, list[str], int]:
 def run_arm(arm: str, shots: int, seed: int, args: argparse.Namespace) -> None:
     """One arm, in its own process: train, draw the samples, save them and its figures."""
     torch.set_num_threads(args.threads)
-    overrides = list(args.set) + [s.split(":", 1)[1] for s in args.arm_set
-                                  if s.split(":", 1)[0] == arm]  # fmt: skip
+    overrides = list(args.set)
+    if kind(arm).startswith("finetune"):
+        overrides.append(f"train.freeze_d={args.freeze_d}")
     if kind(arm).endswith("-ada"):
         overrides.append('model.augment_p="ada"')
+    overrides += [s.split(":", 1)[1] for s in args.arm_set if s.split(":", 1)[0] == arm]
     scenario, dataset, plugins = quality.load(
         args.data, args.data_dir, args.cache, overrides, args.size
     )
@@ -173,8 +175,6 @@ def run_arm(arm: str, shots: int, seed: int, args: argparse.Namespace) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     watch, cpu, started = quality.LoadWatch(), time.process_time(), time.monotonic()
     if kind(arm).startswith("finetune"):
-        if "train.freeze_d" not in " ".join(overrides):
-            scenario.train.freeze_d = args.freeze_d
         base = Path(args.base_checkpoint)
         new_class = "mean" if arm.split("/")[0].endswith("-mean") else "nearest"
         model, steps = train(

@@ -89,16 +89,20 @@ def test_few_shot_runs_its_arms_and_their_variants_side_by_side(tmp_path: Path):
     args += ["--minutes", "0.03", "--base-minutes", "0.03", "--seeds", "0", "--shots", "10"]
     args += ["--samples", "40", "--cache", str(tmp_path), "--results", str(tmp_path)]
     args += ["--set", "data.max_images=300", "--freeze-d", "1"]
-    args += ["--arms", "scratch,finetune-ada,finetune-ada-mean,finetune/slow"]
-    record = benchmark.main([*args, "--arm-set", "finetune/slow:train.lr_g_coarse=0.1"])
+    args += ["--arms", "scratch,finetune-ada,finetune-ada-mean,finetune/slow,finetune/fd0"]
+    arm_sets = ["finetune/slow:train.lr_g_coarse=0.1", "finetune/fd0:train.freeze_d=0"]
+    record = benchmark.main([*args, *(f"--arm-set={s}" for s in arm_sets)])
     assert record["held_out"] == "pneumonia" and record["base_classes"] == ["normal"]
     (run,) = record["figures"]["runs"]
-    assert set(run["arms"]) == {"scratch", "finetune-ada", "finetune-ada-mean", "finetune/slow"}
+    assert set(run["arms"]) == {
+        "scratch", "finetune-ada", "finetune-ada-mean", "finetune/slow", "finetune/fd0"
+    }  # fmt: skip
     recipes = {arm: figures["recipe"] for arm, figures in run["arms"].items()}
     assert recipes["finetune/slow"]["train"]["lr_g_coarse"] == 0.1
     assert recipes["finetune-ada"]["train"]["lr_g_coarse"] == 1.0
     assert recipes["finetune-ada"]["model"]["augment_p"] == "ada"
     assert recipes["finetune-ada"]["train"]["freeze_d"] == 1
+    assert recipes["finetune/fd0"]["train"]["freeze_d"] == 0  # --arm-set wins
     assert recipes["scratch"]["train"]["freeze_d"] == 0
     scores = run["scores"]
     for arm in ("finetune-ada", "finetune-ada-mean", "finetune/slow"):
