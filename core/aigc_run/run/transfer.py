@@ -259,7 +259,7 @@ def nearest_classes(
     return nearest
 
 
-PHOTOS_PER_CLASS = 256  # enough to tell which class they resemble; a CPU pass per class
+PHOTOS_PER_CLASS = 64  # enough to tell which class they resemble: a CPU pass per trained class
 
 
 def start(
