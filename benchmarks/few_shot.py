@@ -14,11 +14,9 @@ its own process with one thread (--threads), for --minutes each:
                  train.freeze_d = --freeze-d
   scratch-ada    the scratch arm with adaptive augmentation (model.augment_p = "ada"; the
   finetune-ada   policies of --ada-policies when the recipe has none)
-A fine-tuning arm starts as ``aigc-run --init-from`` does (run/transfer.py): the new class
-from the base's class its photos look most like; with "-mean" after its name (e.g.
-finetune-ada-mean) from the mean of the base's classes instead. Variants of an arm: name
-it ARM/LABEL (finetune-ada/slow) and give it settings with --arm-set
-finetune-ada/slow:train.lr_g_coarse=0.1.
+A fine-tuning arm starts as ``aigc-run --init-from`` does (run/transfer.py). Variants of an
+arm: name it ARM/LABEL (finetune-ada/slow) and give it settings with --arm-set
+finetune-ada/slow:train.lr_g_coarse=0.1 (or finetune-ada/nearest:train.new_class_from=nearest).
 Each arm draws --samples images, scored against the test photos: KID (unbiased at small
 N) and FID in the domain space (the evaluation's network, trained on the whole data set)
 and the memorisation rate (evaluation/memorisation.py: the share of samples closer to one
@@ -59,11 +57,11 @@ PAIRS = (
 
 
 def kind(arm: str) -> str:
-    """One of ARMS: what ``arm`` (e.g. finetune-ada-mean/slow) trains."""
-    name = arm.split("/")[0].removesuffix("-mean")
-    if name not in ARMS or (arm.split("/")[0].endswith("-mean") and "finetune" not in name):
-        raise SystemExit(f"arm {arm!r}: give one of {', '.join(ARMS)} (a finetune arm may end "
-                         "in -mean), optionally followed by /LABEL")  # fmt: skip
+    """One of ARMS: what ``arm`` (e.g. finetune-ada/slow) trains."""
+    name = arm.split("/")[0]
+    if name not in ARMS:
+        raise SystemExit(f"arm {arm!r}: give one of {', '.join(ARMS)}, optionally followed by "
+                         "/LABEL")  # fmt: skip
     return name
 
 
@@ -103,12 +101,10 @@ def train(
     folder: Path,
     base: Path | None = None,
     base_classes: list[str] | None = None,
-    new_class: str = "nearest",
 ) -> tuple[Any, int]:
     """Train through the engine's loop for ``minutes`` (from ``base``'s weights when given,
-    started as ``--init-from`` starts a run; ``new_class="mean"``: a new class from the mean
-    of the base's classes); returns the model and the steps done. The final checkpoint is
-    ``folder/checkpoints``."""
+    started as ``--init-from`` starts a run); returns the model and the steps done. The final
+    checkpoint is ``folder/checkpoints``."""
     from aigc_run.contract.kinds import MODEL_FAMILIES
     from aigc_run.run import transfer
 
@@ -123,11 +119,7 @@ def train(
         )  # fmt: skip
         family = plugins.contributions(MODEL_FAMILIES)[scenario.model.family]
         trained = transfer.check_fits(parent, scenario, family)
-        if new_class == "mean":
-            classes = transfer.match_classes(base_classes or [], dataset.class_names)
-            model.start_from(trained.state, classes)
-        else:
-            transfer.start(model, parent, trained, dataset, print)
+        transfer.start(model, trained, dataset, print, None, scenario.train.new_class_from)
 
     model, steps, _ = quality.train_scenario(
         scenario, dataset, plugins, minutes, "cpu", folder, before_training=start_from_base
@@ -176,11 +168,9 @@ def run_arm(arm: str, shots: int, seed: int, args: argparse.Namespace) -> None:
     watch, cpu, started = quality.LoadWatch(), time.process_time(), time.monotonic()
     if kind(arm).startswith("finetune"):
         base = Path(args.base_checkpoint)
-        new_class = "mean" if arm.split("/")[0].endswith("-mean") else "nearest"
         model, steps = train(
-            scenario, line, plugins, args.minutes, folder, base,
-            args.base_classes.split("\n"), new_class,
-        )  # fmt: skip
+            scenario, line, plugins, args.minutes, folder, base, args.base_classes.split("\n")
+        )
     else:
         model, steps = train(scenario, line, plugins, args.minutes, folder)
     seconds = time.monotonic() - started

@@ -89,28 +89,29 @@ def test_few_shot_runs_its_arms_and_their_variants_side_by_side(tmp_path: Path):
     args += ["--minutes", "0.03", "--base-minutes", "0.03", "--seeds", "0", "--shots", "10"]
     args += ["--samples", "40", "--cache", str(tmp_path), "--results", str(tmp_path)]
     args += ["--set", "data.max_images=300", "--freeze-d", "1"]
-    args += ["--arms", "scratch,finetune-ada,finetune-ada-mean,finetune/slow,finetune/fd0"]
+    args += ["--arms", "scratch,finetune-ada,finetune/slow,finetune/fd0"]
     arm_sets = ["finetune/slow:train.lr_g_coarse=0.1", "finetune/fd0:train.freeze_d=0"]
+    arm_sets += ["finetune/slow:train.new_class_from=nearest"]
     record = benchmark.main([*args, *(f"--arm-set={s}" for s in arm_sets)])
     assert record["held_out"] == "pneumonia" and record["base_classes"] == ["normal"]
     (run,) = record["figures"]["runs"]
-    assert set(run["arms"]) == {
-        "scratch", "finetune-ada", "finetune-ada-mean", "finetune/slow", "finetune/fd0"
-    }  # fmt: skip
+    assert set(run["arms"]) == {"scratch", "finetune-ada", "finetune/slow", "finetune/fd0"}
     recipes = {arm: figures["recipe"] for arm, figures in run["arms"].items()}
     assert recipes["finetune/slow"]["train"]["lr_g_coarse"] == 0.1
+    assert recipes["finetune/slow"]["train"]["new_class_from"] == "nearest"
+    assert recipes["finetune-ada"]["train"]["new_class_from"] == "mean"
     assert recipes["finetune-ada"]["train"]["lr_g_coarse"] == 1.0
     assert recipes["finetune-ada"]["model"]["augment_p"] == "ada"
     assert recipes["finetune-ada"]["train"]["freeze_d"] == 1
     assert recipes["finetune/fd0"]["train"]["freeze_d"] == 0  # --arm-set wins
     assert recipes["scratch"]["train"]["freeze_d"] == 0
     scores = run["scores"]
-    for arm in ("finetune-ada", "finetune-ada-mean", "finetune/slow"):
+    for arm in ("finetune-ada", "finetune/slow"):
         assert run["ratios"][f"{arm}/scratch"]["kid_domain"] == pytest.approx(
             scores[arm]["kid_domain"] / scores["scratch"]["kid_domain"]
         )
-    with pytest.raises(SystemExit, match="arm 'scratch-mean'"):
-        benchmark.main([*args[:-1], "scratch-mean"])
+    with pytest.raises(SystemExit, match="arm 'finetune-mean'"):
+        benchmark.main([*args[:-1], "finetune-mean"])
 
 
 @pytest.mark.slow

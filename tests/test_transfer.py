@@ -105,9 +105,9 @@ def test_a_new_line_starts_from_the_trained_run_with_its_classes(base, tmp_path:
     assert code == 0, output
     assert "note:" not in output  # started from a trained model: the advice is taken
     registry = Registry(Settings().registry_url)
-    trained, names = _state(registry, base_id), ["Dress", "Shirt", "Shoes"]
-    nearest = next(n for n in names if f"Skirt (new) from its {n}, which it looks most" in output)
+    trained = _state(registry, base_id)
     assert f"starting from run {base_id} (checkpoint step 2): " in output
+    assert "Skirt (new) from the mean of its 3 classes" in output
     assert "dress from its Dress" in output
     child_id = max(r.id for r in registry.list_runs())
     child = registry.get_run(child_id)
@@ -116,14 +116,13 @@ def test_a_new_line_starts_from_the_trained_run_with_its_classes(base, tmp_path:
                              "classes": ["Skirt", "dress"]}  # fmt: skip
 
     # At a learning rate of 1e-9 two steps leave the weights where they started: the
-    # base's, with "dress" on Dress's row and Skirt on the row of the class it looks like.
+    # base's, with "dress" on Dress's row and Skirt on the mean of the base's rows.
     tuned = _state(registry, child_id)
     for key in ("generator.stem.0.weight", "discriminator.linear.parametrizations.weight.original"):
         assert torch.allclose(tuned[key], trained[key], atol=1e-6), key
     gain = "generator.norms.1.gain.weight"
     assert torch.allclose(tuned[gain][1], trained[gain][0], atol=1e-6)  # dress <- Dress
-    skirt = trained[gain][names.index(nearest)]
-    assert torch.allclose(tuned[gain][0], skirt, atol=1e-6)
+    assert torch.allclose(tuned[gain][0], trained[gain][:3].mean(0), atol=1e-6)
 
     # Fine-tuning augments adaptively unless the scenario sets model.augment(_p): ADA's
     # probability is logged each step (the base run, trained from scratch, has none).
@@ -135,6 +134,18 @@ def test_a_new_line_starts_from_the_trained_run_with_its_classes(base, tmp_path:
     assert "dataset: 12 images, 3 channel(s), 16 px; classes: Skirt, dress" in shown
     report = Path(child.output_dir, "report.html").read_text()
     assert f"run {base_id}, checkpoint step 2" in report
+
+    # train.new_class_from = "nearest": Skirt starts on the row of the class the base's
+    # critic finds its photos most real under, and the log names it.
+    code, output = _cli(
+        "scenario", str(scenario), "--data", str(new_line), "--init-from", str(base_id),
+        "--set", "train.lr=1e-9", "--set", "train.new_class_from=nearest", "--quiet",
+    )  # fmt: skip
+    assert code == 0, output
+    names = ["Dress", "Shirt", "Shoes"]
+    nearest = next(n for n in names if f"Skirt (new) from its {n}, which it looks most" in output)
+    tuned = _state(registry, max(r.id for r in registry.list_runs()))
+    assert torch.allclose(tuned[gain][0], trained[gain][names.index(nearest)], atol=1e-6)
 
 
 def test_init_from_refuses_a_misfit_before_recording_a_run(base, tmp_path: Path) -> None:

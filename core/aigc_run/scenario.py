@@ -96,6 +96,10 @@ class TrainConfig(_Section):
     # image size: layout and shape) learn at this share of lr, the fine ones at lr itself;
     # below 1 a fine-tuned generator keeps its trained shapes longer. gan family only.
     lr_g_coarse: Annotated[float, Field(gt=0, le=1)] = 1.0
+    # With init_from, where a class the trained model lacks starts: "mean", the mean of the
+    # trained classes' rows; "nearest", the trained class its photos look most like to the
+    # trained model's own critic (run/transfer.py).
+    new_class_from: Literal["mean", "nearest"] = "mean"
 
     @field_validator("init_from", mode="before")
     @classmethod

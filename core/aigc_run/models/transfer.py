@@ -3,8 +3,9 @@ families: every tensor that does not depend on the classes is copied; class tabl
 row per class: the generator's class-conditional batch-norm gains and biases, the
 discriminator's projection) are matched by class.
 
-A class the engine could not match to a trained one (None: run/transfer.py picks the
-trained class that new photos look most like where it can) gets the mean of the rows: the
+A class the engine did not match to a trained one (None: by default a new class; with
+``train.new_class_from = "nearest"`` run/transfer.py picks the trained class that new
+photos look most like where it can) gets the mean of the rows: the
 average class's gain, bias and projection: a generator given it starts by drawing an
 average of what it learned, which the new images then pull into shape.
 """

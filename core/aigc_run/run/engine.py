@@ -92,7 +92,7 @@ def run_scenario(
             "(continue one with `aigc-run resume RUN_ID`)"
         )
     config = scenario.model_dump(mode="json")
-    parent, trained = None, None  # a resumed run has its weights in its own checkpoint
+    trained = None  # a resumed run has its weights in its own checkpoint
     if scenario.train.init_from is not None and not resume:
         parent = transfer.find(scenario.train.init_from, registry, plugins)
         trained = transfer.check_fits(parent, scenario, family)
@@ -107,7 +107,7 @@ def run_scenario(
             dict(plugins.versions),
             device,
             str(output_dir),
-            parent.record() if parent else None,
+            trained.parent.record() if trained else None,
         )
     run = RunInfo(run_id, scenario.name, config, output_dir, device)
     say(f"run {run_id}: scenario {scenario.name!r} on {device}, writing to {output_dir}")
@@ -120,8 +120,8 @@ def run_scenario(
         registry.set_dataset(run_id, transfer.dataset_record(dataset))
         train_idx, held_idx = setup.split(dataset, scenario)
         model = setup.build_model(family, scenario, dataset, device)
-        if parent is not None and trained is not None:
-            transfer.start(model, parent, trained, dataset, say, train_idx)
+        if trained is not None:
+            transfer.start(model, trained, dataset, say, train_idx, scenario.train.new_class_from)
         from aigc_run.run.training import resume_point, train
 
         start = None

@@ -6,11 +6,11 @@ family and image size and with networks of the same shape (a throwaway model bui
 the new settings takes its weights, on the CPU). Once the new data is loaded, its classes
 are matched by name (exactly, else ignoring case) and the model family takes the weights
 (``GenerativeModel.start_from``): a class the trained model had keeps what it learned.
-A new class starts as the trained class its photos look most like to the trained model's
-own critic (``GenerativeModel.realness``, asked for each trained class in turn: for the gan,
-its discriminator's class projection), so a skirt starts from what the model knows of
-dresses rather than from an average garment; a family with no critic, or a model trained
-on one class, starts it from the mean of the trained classes (models/transfer.py).
+A new class starts from the mean of the trained classes (models/transfer.py), or, with
+``train.new_class_from = "nearest"``, as the trained class its photos look most like to the
+trained model's own critic (``GenerativeModel.realness``, asked for each trained class in
+turn: for the gan, its discriminator's class projection); a family with no critic, or a
+model trained on one class, still starts it from the mean.
 """
 
 from __future__ import annotations
@@ -139,9 +139,11 @@ def _base_model(source: str, plugins: Plugins) -> Parent:
 
 
 class Trained(NamedTuple):
-    """A trained model's weights, read once, and a model on the CPU that holds them with
-    the trained model's classes (what ``start`` asks which class new photos look like)."""
+    """The trained model a run starts from: where it came from, its weights, read once,
+    and a model on the CPU that holds them with the trained model's classes (what ``start``
+    asks which class new photos look like)."""
 
+    parent: Parent
     state: Mapping[str, torch.Tensor]
     model: GenerativeModel
 
@@ -198,7 +200,7 @@ def check_fits(parent: Parent, scenario: Scenario, family: Contribution[ModelFam
             "model",
             "remove train.init_from, or use the gan family",
         )
-    return Trained(state, trial)
+    return Trained(parent, state, trial)
 
 
 def match_classes(trained: Sequence[str], names: Sequence[str]) -> list[int | None]:
@@ -264,15 +266,17 @@ PHOTOS_PER_CLASS = 64  # enough to tell which class they resemble: a CPU pass pe
 
 def start(
     model: GenerativeModel,
-    parent: Parent,
     trained: Trained,
     dataset: Dataset,
     say: Callable[[str], None],
     photos: np.ndarray | None = None,
+    new_class_from: str = "mean",
 ) -> None:
     """Give ``model`` the trained model's weights (as ``check_fits`` read them), classes
-    matched by name; a new class from the trained class its photos look most like
+    matched by name; a new class from the mean of the trained ones, or with
+    ``new_class_from="nearest"`` from the trained class its photos look most like
     (``nearest_classes``; ``photos``: the indices of the training images, default all)."""
+    parent = trained.parent
     channels = int(dataset.images.shape[1])
     if channels != int(parent.dataset["channels"]):
         raise ConfigError(
@@ -282,8 +286,10 @@ def start(
         )
     names = list(parent.dataset["classes"])
     matched = match_classes(names, dataset.class_names)
-    index = np.arange(len(dataset)) if photos is None else photos
-    classes = nearest_classes(trained.model, matched, dataset, index, len(names))
+    classes = matched
+    if new_class_from == "nearest":
+        index = np.arange(len(dataset)) if photos is None else photos
+        classes = nearest_classes(trained.model, matched, dataset, index, len(names))
     if not model.start_from(trained.state, classes):
         raise AigcError(f"the model family cannot start from {parent.describe()}")
     told = []
