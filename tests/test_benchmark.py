@@ -28,7 +28,7 @@ def _load_benchmark(name: str = "quality_vs_dcgan"):
 @pytest.mark.realdata(PNEUMONIA)
 def test_quality_vs_dcgan_runs_the_arms_side_by_side_and_records_them(tmp_path: Path):
     benchmark = _load_benchmark()
-    args = ["--data", "pneumoniamnist", "--data-dir", str(DATA), "--minutes", "0.03"]
+    args = ["--data", "pneumoniamnist", "--data-dir", str(DATA), "--minutes", "0.05"]
     args += ["--seeds", "0,1", "--samples", "60", "--inception-samples", "0"]
     args += ["--milestone", "64", "--cache", str(tmp_path), "--results", str(tmp_path)]
     args += ["--set", "data.max_images=300"]  # the domain network trains on these
@@ -55,6 +55,9 @@ def test_quality_vs_dcgan_runs_the_arms_side_by_side_and_records_them(tmp_path: 
             modes = scores[baseline]["domain_by_sampling"]
             assert scores[baseline]["fid_domain"] == min(modes.values())
         equal = seed["equal_images"]  # every arm at the same number of images seen
+        if min(a["images_seen"] for a in arms.values()) < 64:
+            assert equal is None  # a busy machine left an arm short of the first milestone
+            continue
         assert equal["images_seen"] % 64 == 0
         assert equal["images_seen"] <= min(a["images_seen"] for a in arms.values())
         assert set(equal["scores"]) == set(arms)
