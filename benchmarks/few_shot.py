@@ -105,14 +105,15 @@ def train(
     """Train through the engine's loop for ``minutes`` (from ``base``'s weights when given,
     started as ``--init-from`` starts a run); returns the model and the steps done. The final
     checkpoint is ``folder/checkpoints``."""
+    from aigc_run.checkpoints import sha256_of
     from aigc_run.contract.kinds import MODEL_FAMILIES
     from aigc_run.run import transfer
 
     def start_from_base(model: Any) -> None:
         if base is None:
             return
-        parent = transfer.Parent(
-            str(base), None, str(base), 0, "", scenario.model.family,
+        parent = transfer.Parent.of_file(
+            str(base), base, sha256_of(base), scenario.model.family,
             scenario.model.for_family(),
             {"channels": dataset.images.shape[1], "image_size": dataset.images.shape[-1],
              "classes": base_classes or []},

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 import numpy as np
 
@@ -51,6 +51,23 @@ class Parent:
         if self.run is None:
             return f"base model {self.source}"
         return f"run {self.run} (checkpoint step {self.step})"
+
+    @classmethod
+    def of_file(
+        cls,
+        source: str,
+        path: Path,
+        sha256: str,
+        family: str,
+        model: dict[str, Any],
+        dataset: dict[str, Any],
+    ) -> Parent:
+        """A checkpoint outside the registry (a plugin's base model, a benchmark's), its step
+        read from the file."""
+        from aigc_run.checkpoints import metadata  # imports torch: only once it is needed
+
+        step = int(metadata(path).get("step", "0"))
+        return cls(source, None, str(path), step, sha256, family, model, dataset)
 
     def record(self) -> dict[str, Any]:
         return {
@@ -113,7 +130,7 @@ def _base_model(source: str, plugins: Plugins) -> Parent:
             f"installed base models: {offered}",
         )
     item, plugin = found[name].item, found[name].plugin
-    from aigc_run.checkpoints import metadata, problem_with
+    from aigc_run.checkpoints import problem_with
 
     path = Path(item.checkpoint)
     if problem := problem_with(path, item.sha256):
@@ -121,11 +138,9 @@ def _base_model(source: str, plugins: Plugins) -> Parent:
             f"train.init_from: base model {plugin}:{name}'s checkpoint {path} {problem}",
             f"reinstall the plugin (pip install --force-reinstall aigc-{plugin})",
         )
-    return Parent(
+    return Parent.of_file(
         f"{plugin}:{name}",
-        None,
-        str(path),
-        int(metadata(path).get("step", "0")),
+        path,
         item.sha256,
         item.family,
         dict(item.model),
@@ -270,7 +285,7 @@ def start(
     dataset: Dataset,
     say: Callable[[str], None],
     photos: np.ndarray | None = None,
-    new_class_from: str = "mean",
+    new_class_from: Literal["mean", "nearest"] = "mean",
 ) -> None:
     """Give ``model`` the trained model's weights (as ``check_fits`` read them), classes
     matched by name; a new class from the mean of the trained ones, or with
