@@ -24,6 +24,8 @@ from aigc_run.contract.errors import ConfigError
 SECTIONS = ("data", "preprocess", "model", "train", "sample", "filters", "evaluate", "output")
 
 
+NewClassFrom = Literal["mean", "nearest"]  # train.new_class_from: where a new class starts
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
@@ -99,7 +101,7 @@ class TrainConfig(_Section):
     # With init_from, where a class the trained model lacks starts: "mean", the mean of the
     # trained classes' rows; "nearest", the trained class its photos look most like to the
     # trained model's own critic (run/transfer.py).
-    new_class_from: Literal["mean", "nearest"] = "mean"
+    new_class_from: NewClassFrom = "mean"
 
     @field_validator("init_from", mode="before")
     @classmethod

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -28,7 +28,7 @@ from aigc_run.contract.kinds import BASE_MODELS
 from aigc_run.data import Dataset
 from aigc_run.plugins import Contribution, Plugins
 from aigc_run.registry import Registry
-from aigc_run.scenario import ModelConfig, Scenario
+from aigc_run.scenario import ModelConfig, NewClassFrom, Scenario
 
 if TYPE_CHECKING:
     import torch
@@ -285,7 +285,7 @@ def start(
     dataset: Dataset,
     say: Callable[[str], None],
     photos: np.ndarray | None = None,
-    new_class_from: Literal["mean", "nearest"] = "mean",
+    new_class_from: NewClassFrom = "mean",
 ) -> None:
     """Give ``model`` the trained model's weights (as ``check_fits`` read them), classes
     matched by name; a new class from the mean of the trained ones, or with
