@@ -26,6 +26,7 @@ SECTIONS = ("data", "preprocess", "model", "train", "sample", "filters", "evalua
 
 NewClassFrom = Literal["mean", "nearest"]  # train.new_class_from: where a new class starts
 
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
