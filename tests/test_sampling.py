@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -9,11 +11,12 @@ import pytest
 import torch
 from PIL import Image
 
-from aigc_run import FilterContext, ModelSpec, SampleWriter
+from aigc_run import FilterContext, ModelSpec, QualityFilter, SampleWriter
 from aigc_run.contract.images import write_png
 from aigc_run.models.gan import create
 from aigc_run.plugins import Contribution
 from aigc_run.run import generation, sampling
+from aigc_run.run.filtering import score_filter
 from aigc_run.scenario import resolve
 
 
@@ -121,3 +124,26 @@ def test_an_auto_threshold_loosened_ten_fold_is_flagged() -> None:
     assert not calibrated(0.9, True).loosened_too_far()  # the default holds
     assert calibrated(6.0, False).loosened_too_far()  # lower is better: 12x the default
     assert not calibrated(4.0, False).loosened_too_far()
+
+
+def _score_with_a_critic_on_the_filter_thread() -> weakref.ref[torch.nn.Module]:
+    critic = torch.nn.Linear(3, 1)
+    context = FilterContext(
+        torch.zeros(2, dtype=torch.int64),
+        torch.zeros(0, 3, 4, 4),
+        torch.zeros(0),
+        ["a"],
+        realness=lambda images, labels: critic(images.mean(dim=(2, 3)))[:, 0],
+    )
+    realness = QualityFilter("realness", "by the critic", lambda i, c: c.model_realness(i), 0.0)
+    scores = score_filter("test", realness, torch.rand(2, 3, 4, 4), context, timeout=60.0)
+    assert scores.shape == (2,)
+    return weakref.ref(critic)
+
+
+def test_the_filter_thread_keeps_nothing_of_a_finished_call():
+    # The run's model, and in a run over several processes the process group its networks
+    # hold, must go with the run, not linger on the idle filter thread until exit.
+    critic = _score_with_a_critic_on_the_filter_thread()
+    gc.collect()
+    assert critic() is None

@@ -170,6 +170,10 @@ class _FilterThread:
             except BaseException as e:  # handed back to the caller's thread
                 outcome["error"] = e
             done.set()
+            # While it waits for the next job the thread must hold nothing of this one: the
+            # call's closure reaches the run's model, whose process group (in a run over
+            # several processes) must be gone before the interpreter shuts down.
+            del call, done, outcome
 
 
 _filter_threads = threading.local()  # .thread: the calling thread's _FilterThread
