@@ -16,7 +16,8 @@ its own process with one thread (--threads), for --minutes each:
   finetune-ada   policies of --ada-policies when the recipe has none)
 A fine-tuning arm starts as ``aigc-run --init-from`` does (run/transfer.py). Variants of an
 arm: name it ARM/LABEL (finetune-ada/slow) and give it settings with --arm-set
-finetune-ada/slow:train.lr_g_coarse=0.1 (or finetune-ada/nearest:train.new_class_from=nearest).
+finetune-ada/slow:train.lr_g_coarse=0.1 (or finetune-ada/nearest:train.new_class_from=nearest);
+an arm given train.steps stops at that step, or at the budget if that comes first.
 Each arm draws --samples images, scored against the test photos: KID (unbiased at small
 N) and FID in the domain space (the evaluation's network, trained on the whole data set)
 and the memorisation rate (evaluation/memorisation.py: the share of samples closer to one
@@ -101,10 +102,11 @@ def train(
     folder: Path,
     base: Path | None = None,
     base_classes: list[str] | None = None,
+    steps: int | None = None,
 ) -> tuple[Any, int]:
-    """Train through the engine's loop for ``minutes`` (from ``base``'s weights when given,
-    started as ``--init-from`` starts a run); returns the model and the steps done. The final
-    checkpoint is ``folder/checkpoints``."""
+    """Train through the engine's loop for ``minutes``, or ``steps`` when given and reached
+    first (from ``base``'s weights when given, started as ``--init-from`` starts a run);
+    returns the model and the steps done. The final checkpoint is ``folder/checkpoints``."""
     from aigc_run.checkpoints import sha256_of
     from aigc_run.contract.kinds import MODEL_FAMILIES
     from aigc_run.run import transfer
@@ -123,7 +125,7 @@ def train(
         transfer.start(model, trained, dataset, print, None, scenario.train.new_class_from)
 
     model, steps, _ = quality.train_scenario(
-        scenario, dataset, plugins, minutes, "cpu", folder, before_training=start_from_base
+        scenario, dataset, plugins, minutes, "cpu", folder, 0, start_from_base, steps
     )
     return model, steps
 
@@ -155,7 +157,8 @@ def run_arm(arm: str, shots: int, seed: int, args: argparse.Namespace) -> None:
         overrides.append(f"train.freeze_d={args.freeze_d}")
     if kind(arm).endswith("-ada"):
         overrides.append('model.augment_p="ada"')
-    overrides += [s.split(":", 1)[1] for s in args.arm_set if s.split(":", 1)[0] == arm]
+    own = [s.split(":", 1)[1] for s in args.arm_set if s.split(":", 1)[0] == arm]
+    overrides += own
     scenario, dataset, plugins = quality.load(
         args.data, args.data_dir, args.cache, overrides, args.size
     )
@@ -166,14 +169,14 @@ def run_arm(arm: str, shots: int, seed: int, args: argparse.Namespace) -> None:
     line = new_line(dataset, train_index, args.held_out)
     folder = args.work / f"{arm.replace('/', '_')}-{shots}-{seed}"
     folder.mkdir(parents=True, exist_ok=True)
+    # An arm given train.steps stops there, or at the budget if that comes first.
+    cap = scenario.train.steps if any(s.startswith("train.steps=") for s in own) else None
     watch, cpu, started = quality.LoadWatch(), time.process_time(), time.monotonic()
     if kind(arm).startswith("finetune"):
-        base = Path(args.base_checkpoint)
-        model, steps = train(
-            scenario, line, plugins, args.minutes, folder, base, args.base_classes.split("\n")
-        )
+        base, classes = Path(args.base_checkpoint), args.base_classes.split("\n")
+        model, steps = train(scenario, line, plugins, args.minutes, folder, base, classes, cap)
     else:
-        model, steps = train(scenario, line, plugins, args.minutes, folder)
+        model, steps = train(scenario, line, plugins, args.minutes, folder, steps=cap)
     seconds = time.monotonic() - started
     samples = quality.generate(model, torch.zeros(args.samples, dtype=torch.int64), seed)
     np.save(folder / "samples.npy", samples.numpy())

@@ -154,18 +154,20 @@ def train_scenario(
     folder: Path,
     every: int = 0,
     before_training: Callable[[Any], None] | None = None,
+    steps: int | None = None,
 ) -> tuple[Any, int, float]:
-    """Train the scenario's model with ``aigc_run.run.training.train`` for ``minutes``,
-    writing a checkpoint every ``every`` steps (0: only at the end) under ``folder``;
-    ``before_training(model)`` may change the new model first (few_shot.py loads a base).
-    Returns the model, the steps done and the seconds spent."""
+    """Train the scenario's model with ``aigc_run.run.training.train`` for ``minutes`` (or
+    ``steps``, when given and reached first), writing a checkpoint every ``every`` steps
+    (0: only at the end) under ``folder``; ``before_training(model)`` may change the new
+    model first (few_shot.py loads a base). Returns the model, the steps done and the
+    seconds spent."""
     from aigc_run.contract.components import RunInfo
     from aigc_run.contract.kinds import MODEL_FAMILIES
     from aigc_run.registry import Registry
     from aigc_run.run.setup import build_model
     from aigc_run.run.training import train
 
-    scenario.train.steps = 10**9  # the budget stops it
+    scenario.train.steps = steps or 10**9  # else the budget stops it
     scenario.train.max_minutes = minutes
     scenario.train.checkpoint_every = every or 10**9
     scenario.train.log_every = 500

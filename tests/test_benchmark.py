@@ -94,7 +94,7 @@ def test_few_shot_runs_its_arms_and_their_variants_side_by_side(tmp_path: Path):
     args += ["--set", "data.max_images=300", "--freeze-d", "1"]
     args += ["--arms", "scratch,finetune-ada,finetune/slow,finetune/fd0"]
     arm_sets = ["finetune/slow:train.lr_g_coarse=0.1", "finetune/fd0:train.freeze_d=0"]
-    arm_sets += ["finetune/slow:train.new_class_from=nearest"]
+    arm_sets += ["finetune/slow:train.new_class_from=nearest", "finetune/fd0:train.steps=2"]
     record = benchmark.main([*args, *(f"--arm-set={s}" for s in arm_sets)])
     assert record["held_out"] == "pneumonia" and record["base_classes"] == ["normal"]
     (run,) = record["figures"]["runs"]
@@ -108,6 +108,7 @@ def test_few_shot_runs_its_arms_and_their_variants_side_by_side(tmp_path: Path):
     assert recipes["finetune-ada"]["train"]["freeze_d"] == 1
     assert recipes["finetune/fd0"]["train"]["freeze_d"] == 0  # --arm-set wins
     assert recipes["scratch"]["train"]["freeze_d"] == 0
+    assert run["arms"]["finetune/fd0"]["steps"] == 2  # its train.steps came before the budget
     scores = run["scores"]
     for arm in ("finetune-ada", "finetune/slow"):
         assert run["ratios"][f"{arm}/scratch"]["kid_domain"] == pytest.approx(
