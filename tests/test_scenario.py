@@ -108,6 +108,38 @@ def test_set_and_the_environment_win_over_the_size_block():
     assert resolve(SIZED, environ=env).model.width == 32
 
 
+FINE_TUNED = {**SIZED, "fine_tune": {"train": {"steps": 750, "batch_size": 4}}}
+
+
+def test_the_fine_tune_block_applies_only_to_a_run_started_from_a_trained_model():
+    assert resolve(FINE_TUNED, environ={}).train.steps == 100  # the file's
+    started = resolve(FINE_TUNED, ["train.init_from=7"], environ={})
+    assert (started.train.steps, started.train.batch_size) == (750, 4)
+    # laid over the size block, beneath --set and the environment
+    at_64 = resolve(FINE_TUNED, ["data.image_size=64", "train.init_from=7"], environ={})
+    assert (at_64.model.width, at_64.train.batch_size) == (32, 4)
+    mine = resolve(FINE_TUNED, ["train.init_from=7", "train.steps=300"], environ={})
+    assert mine.train.steps == 300
+    env = {"AIGC_TRAIN__INIT_FROM": "7", "AIGC_TRAIN__STEPS": "200"}
+    assert resolve(FINE_TUNED, environ=env).train.steps == 200
+    assert "fine_tune" not in started.model_dump()  # a run records what it trains with
+
+
+@pytest.mark.parametrize(
+    ("block", "named"),
+    [
+        ({"train": {"stepz": 4}}, "[fine_tune]: invalid scenario setting: train.stepz"),
+        ({"training": {"steps": 4}}, "[fine_tune]: unknown section 'training'"),
+        ({"train": {"init_from": 3}}, "[fine_tune]: train.init_from cannot be set"),
+        ("steps = 4", "[fine_tune] must be a table"),
+    ],
+)
+def test_a_bad_fine_tune_block_is_named_even_when_not_in_use(block, named):
+    with pytest.raises(ConfigError) as e:
+        resolve({**BASE, "fine_tune": block}, environ={})
+    assert str(e.value).startswith(named)
+
+
 @pytest.mark.parametrize(
     ("sizes", "named"),
     [

@@ -1,12 +1,15 @@
 """Scenario recipes: TOML validated by pydantic, with ``--set`` and ``AIGC_`` overrides.
 
 Precedence, lowest first: the model defaults below, the scenario file, the file's
-``[sizes.N]`` block for the image size the run trains at, ``AIGC_<SECTION>__<KEY>``
-environment variables, then ``--set section.key=value`` on the command line.
+``[sizes.N]`` block for the image size the run trains at, its ``[fine_tune]`` block when
+the run starts from a trained model, ``AIGC_<SECTION>__<KEY>`` environment variables, then
+``--set section.key=value`` on the command line.
 
 A ``[sizes.N]`` block holds the settings that differ at N pixels (``[sizes.64.model]
 width = 32``): one scenario file carries a recipe per size, and ``--set data.image_size=64``
-picks the block up. A setting given by ``--set`` or the environment beats the block's.
+picks the block up. A ``[fine_tune]`` block holds those that differ when the run starts
+from a trained model (``train.init_from``, ``--init-from``): ``[fine_tune.train] steps =
+750``. A setting given by ``--set`` or the environment beats either block's.
 """
 
 from __future__ import annotations
@@ -254,6 +257,7 @@ def resolve(
     overrides, and validate the result."""
     tree: dict[str, Any] = _deep_copy(content)
     sizes = _size_blocks(tree.pop("sizes", {}))
+    fine_tune = _fine_tune_block(tree.pop("fine_tune", {}))
     given = []  # settings named by the environment or --set: the size block leaves them be
     for dotted, text in env_overrides(environ):
         _assign(tree, dotted, parse_value(text), f"environment AIGC_{dotted.upper()}")
@@ -270,20 +274,51 @@ def resolve(
     size = DataConfig.model_fields["image_size"].default
     if isinstance(data, Mapping):
         size = data.get("image_size", size)
-    for size_of_block, block in sizes.items():
-        merged = _deep_copy(tree)
-        for dotted, value in block:
-            if not any(dotted == g or dotted.startswith(g + ".") for g in given):
-                _assign(merged, dotted, value, f"[sizes.{size_of_block}]")
-        try:
-            scenario = Scenario.model_validate(merged)
-        except ValidationError as e:  # every block is checked, not only the one in use
-            raise ConfigError(
-                f"[sizes.{size_of_block}]: " + describe_validation_error(e), _hint(e)
-            ) from None
+    chosen = tree
+    for size_of_block, block in sizes.items():  # every block is checked, not only the one in use
+        merged = _laid_over(tree, block, given, f"[sizes.{size_of_block}]")
         if size_of_block == size:
-            return scenario
-    return validate(tree)
+            chosen = merged
+    train = chosen.get("train")
+    if fine_tune:  # checked whether or not this run starts from a trained model
+        merged = _laid_over(chosen, fine_tune, given, "[fine_tune]")
+        if isinstance(train, Mapping) and train.get("init_from") is not None:
+            chosen = merged
+    return validate(chosen)
+
+
+def _laid_over(
+    tree: dict[str, Any], block: list[tuple[str, Any]], given: list[str], name: str
+) -> dict[str, Any]:
+    """``tree`` with ``block``'s settings, except those ``given`` by --set or the environment;
+    a setting the block makes invalid is an error naming the block."""
+    merged = _deep_copy(tree)
+    for dotted, value in block:
+        if not any(dotted == g or dotted.startswith(g + ".") for g in given):
+            _assign(merged, dotted, value, name)
+    try:
+        Scenario.model_validate(merged)
+    except ValidationError as e:
+        raise ConfigError(f"{name}: " + describe_validation_error(e), _hint(e)) from None
+    return merged
+
+
+def _fine_tune_block(block: Any) -> list[tuple[str, Any]]:
+    """``{"train": {"steps": 750}}`` -> ``[("train.steps", 750)]``."""
+    if not isinstance(block, Mapping):
+        raise ConfigError(
+            "[fine_tune] must be a table of sections", "write e.g. [fine_tune.train]"
+        )
+    settings = list(_leaves(block))
+    for dotted, _ in settings:
+        _assign({}, dotted, None, "[fine_tune]")  # names an unknown section
+        if dotted == "train.init_from":
+            raise ConfigError(
+                "[fine_tune]: train.init_from cannot be set by the block that applies when "
+                "it is set",
+                "give the trained model with --init-from, or set train.init_from in [train]",
+            )
+    return settings
 
 
 def _size_blocks(sizes: Any) -> dict[int, list[tuple[str, Any]]]:
