@@ -10,8 +10,9 @@ for each number of photos N (--shots) and each seed, N photos of the held-out cl
 drawn and the rest of that class is the test set. The arms train at the same time, each in
 its own process with one thread (--threads), for --minutes each:
   scratch        the scenario's recipe from random weights
-  finetune       the same recipe started from the base model (train.init_from), with
-                 train.freeze_d = --freeze-d
+  finetune       the same recipe started from the base model (train.init_from, so the
+                 scenario's [fine_tune] block applies: a train.steps there stops the
+                 arm at that step), with train.freeze_d = --freeze-d
   scratch-ada    the scratch arm with adaptive augmentation (model.augment_p = "ada"; the
   finetune-ada   policies of --ada-policies when the recipe has none)
 A fine-tuning arm starts as ``aigc-run --init-from`` does (run/transfer.py). Variants of an
@@ -153,10 +154,13 @@ def run_arm(arm: str, shots: int, seed: int, args: argparse.Namespace) -> None:
     """One arm, in its own process: train, draw the samples, save them and its figures."""
     torch.set_num_threads(args.threads)
     overrides = list(args.set)
-    if kind(arm).startswith("finetune"):
-        overrides.append(f"train.freeze_d={args.freeze_d}")
+    finetune = kind(arm).startswith("finetune")
+    if finetune:  # set as --init-from sets it: the scenario's [fine_tune] block applies
+        overrides += [f"train.freeze_d={args.freeze_d}", f"train.init_from={args.base_checkpoint}"]
     if kind(arm).endswith("-ada"):
         overrides.append('model.augment_p="ada"')
+    elif finetune:  # a fixed 1 over no policies: the arm without the fine-tuning default, ADA
+        overrides.append("model.augment_p=1.0")
     own = [s.split(":", 1)[1] for s in args.arm_set if s.split(":", 1)[0] == arm]
     overrides += own
     scenario, dataset, plugins = quality.load(
@@ -169,8 +173,10 @@ def run_arm(arm: str, shots: int, seed: int, args: argparse.Namespace) -> None:
     line = new_line(dataset, train_index, args.held_out)
     folder = args.work / f"{arm.replace('/', '_')}-{shots}-{seed}"
     folder.mkdir(parents=True, exist_ok=True)
-    # An arm given train.steps stops there, or at the budget if that comes first.
-    cap = scenario.train.steps if any(s.startswith("train.steps=") for s in own) else None
+    # An arm given train.steps (by --arm-set, or a fine-tuning arm by the scenario's
+    # [fine_tune] block) stops there, or at the budget if that comes first.
+    capped = any(s.startswith("train.steps=") for s in own)
+    cap = scenario.train.steps if capped or (finetune and fine_tune_steps(args.data)) else None
     watch, cpu, started = quality.LoadWatch(), time.process_time(), time.monotonic()
     if kind(arm).startswith("finetune"):
         base, classes = Path(args.base_checkpoint), args.base_classes.split("\n")
@@ -189,6 +195,14 @@ def run_arm(arm: str, shots: int, seed: int, args: argparse.Namespace) -> None:
         "recipe": {"model": scenario.model.model_dump(), "train": scenario.train.model_dump()},
     }
     (folder / "arm.json").write_text(json.dumps(figures, indent=2))
+
+
+def fine_tune_steps(data: str) -> bool:
+    """Whether the scenario of ``data`` sets train.steps in its [fine_tune] block."""
+    from aigc_run.scenario import read_toml
+
+    content = read_toml(REPO / "scenarios" / f"{quality.DATASETS[data][0]}.toml")
+    return "steps" in content.get("fine_tune", {}).get("train", {})
 
 
 def photos(dataset: Any, held_out: str, shots: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
