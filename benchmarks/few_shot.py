@@ -178,7 +178,7 @@ def run_arm(arm: str, shots: int, seed: int, args: argparse.Namespace) -> None:
     capped = any(s.startswith("train.steps=") for s in own)
     cap = scenario.train.steps if capped or (finetune and fine_tune_steps(args.data)) else None
     watch, cpu, started = quality.LoadWatch(), time.process_time(), time.monotonic()
-    if kind(arm).startswith("finetune"):
+    if finetune:
         base, classes = Path(args.base_checkpoint), args.base_classes.split("\n")
         model, steps = train(scenario, line, plugins, args.minutes, folder, base, classes, cap)
     else:

@@ -279,9 +279,9 @@ def resolve(
         merged = _laid_over(tree, block, given, f"[sizes.{size_of_block}]")
         if size_of_block == size:
             chosen = merged
-    train = chosen.get("train")
     if fine_tune:  # checked whether or not this run starts from a trained model
         merged = _laid_over(chosen, fine_tune, given, "[fine_tune]")
+        train = chosen.get("train")
         if isinstance(train, Mapping) and train.get("init_from") is not None:
             chosen = merged
     return validate(chosen)
@@ -306,18 +306,13 @@ def _laid_over(
 def _fine_tune_block(block: Any) -> list[tuple[str, Any]]:
     """``{"train": {"steps": 750}}`` -> ``[("train.steps", 750)]``."""
     if not isinstance(block, Mapping):
+        raise ConfigError("[fine_tune] must be a table of sections", "write e.g. [fine_tune.train]")
+    settings = _settings(block, "[fine_tune]")
+    if any(dotted == "train.init_from" for dotted, _ in settings):
         raise ConfigError(
-            "[fine_tune] must be a table of sections", "write e.g. [fine_tune.train]"
+            "[fine_tune]: train.init_from cannot be set by the block that applies when it is set",
+            "give the trained model with --init-from, or set train.init_from in [train]",
         )
-    settings = list(_leaves(block))
-    for dotted, _ in settings:
-        _assign({}, dotted, None, "[fine_tune]")  # names an unknown section
-        if dotted == "train.init_from":
-            raise ConfigError(
-                "[fine_tune]: train.init_from cannot be set by the block that applies when "
-                "it is set",
-                "give the trained model with --init-from, or set train.init_from in [train]",
-            )
     return settings
 
 
@@ -332,10 +327,17 @@ def _size_blocks(sizes: Any) -> dict[int, list[tuple[str, Any]]]:
                 f"[sizes.{key}]: a size block is named by the image size in pixels",
                 "write e.g. [sizes.64.model] with the settings that differ at 64 px",
             )
-        blocks[int(key)] = list(_leaves(block))
-        for dotted, _ in blocks[int(key)]:
-            _assign({}, dotted, None, f"[sizes.{key}]")  # names an unknown section
+        blocks[int(key)] = _settings(block, f"[sizes.{key}]")
     return blocks
+
+
+def _settings(block: Mapping[str, Any], name: str) -> list[tuple[str, Any]]:
+    """A block's settings as (dotted key, value); a ConfigError naming ``name`` when one
+    is in an unknown section."""
+    settings = list(_leaves(block))
+    for dotted, _ in settings:
+        _assign({}, dotted, None, name)
+    return settings
 
 
 def _leaves(tree: Mapping[str, Any], prefix: str = "") -> Any:
