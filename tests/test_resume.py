@@ -124,9 +124,8 @@ def check_resume_is_exact(scenario: str, *args: str) -> None:
 
 def test_gan_fine_tuning_resumed_after_sigkill_ends_bit_identical(tiny):
     # A gan started from another run (with D's first block frozen, G's coarse layers at
-    # half the learning rate: two groups in G's optimiser; and cross-domain correspondence,
-    # whose source generator the checkpoint carries): what resume restores is the run's
-    # own checkpoint, not the run it started from. A gan from scratch killed
+    # half the learning rate: two groups in G's optimiser): what resume restores is the
+    # run's own checkpoint, not the run it started from. A gan from scratch killed
     # and resumed is checked at many more points in tests/reliability/test_kills.py.
     scenario = tiny("gan")
     base = run_cli("scenario", scenario, "--quiet", "--set", "train.steps=4")
@@ -134,7 +133,7 @@ def test_gan_fine_tuning_resumed_after_sigkill_ends_bit_identical(tiny):
     (run,) = Registry(Settings().registry_url).list_runs()
     check_resume_is_exact(
         scenario, "--init-from", str(run.id),
-        "--set", "train.freeze_d=1", "--set", "train.lr_g_coarse=0.5", "--set", "train.cdc=100",
+        "--set", "train.freeze_d=1", "--set", "train.lr_g_coarse=0.5",
     )  # fmt: skip
 
 

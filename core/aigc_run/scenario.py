@@ -102,11 +102,6 @@ class TrainConfig(_Section):
     # image size: layout and shape) learn at this share of lr, the fine ones at lr itself;
     # below 1 a fine-tuned generator keeps its trained shapes longer. gan family only.
     lr_g_coarse: Annotated[float, Field(gt=0, le=1)] = 1.0
-    # Cross-domain correspondence (Ojha et al. 2021), with init_from: the weight of a loss
-    # that keeps how G's samples differ from one another as they differed when the run
-    # started, so that G takes on the new photos' look without copying them. 0 = off.
-    # gan family only (models/correspondence.py).
-    cdc: Annotated[float, Field(ge=0, le=1e6)] = 0.0
     # With init_from, where a class the trained model lacks starts: "mean", the mean of the
     # trained classes' rows; "nearest", the trained class its photos look most like to the
     # trained model's own critic (run/transfer.py).

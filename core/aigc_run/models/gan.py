@@ -8,8 +8,7 @@ and an exponential moving average (EMA) of the generator for sampling, whose bat
 statistics are re-measured after training. Options for small data and long runs, off by
 default: DiffAugment (``augment``, with a fixed or adaptive probability, ``augment_p``), a
 lazy R1 penalty (``r1``), a separate D learning rate (``train.lr_d``), D's first blocks
-frozen (``train.freeze_d``, for fine-tuning from ``train.init_from``; transfer.py), the
-variety of the starting generator kept (``train.cdc``, correspondence.py), and the
+frozen (``train.freeze_d``, for fine-tuning from ``train.init_from``; transfer.py), and the
 cascade (``upscale``: G and D at a fraction of the image size, a learned upscaler to lift
 the samples, upscaler.py). On CUDA the passes run under bfloat16
 autocast in channels_last layout (``train.precision``); on the CPU nothing changes.
@@ -45,7 +44,6 @@ from aigc_run.models.base import (
     spectral_norm,
     uses_bf16,
 )
-from aigc_run.models.correspondence import Correspondence
 from aigc_run.models.generator import Generator, dcgan_init
 from aigc_run.models.upscaler import Upscaler, downscale
 from aigc_run.scenario import ModelConfig
@@ -223,15 +221,6 @@ class Gan(GenerativeModel):
                 net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         # The EMA copy is never trained; it only follows G's weights (and copies its BN stats).
         self.generator_ema = copy.deepcopy(self.generator).eval().requires_grad_(False)
-        if train.cdc and train.init_from is None:
-            raise ConfigError(
-                "train.cdc: cross-domain correspondence keeps the variety of the model a run "
-                "starts from, and this run starts from random weights",
-                "set train.init_from (--init-from RUN_ID), or train.cdc=0",
-            )
-        self.cdc = train.cdc
-        # G as it started, which it is compared with (train.cdc; start_from sets it)
-        self.correspondence = Correspondence(self.generator) if train.cdc else None
         # What the updates call: the networks themselves, or their DistributedDataParallel
         # wrappers in a run over several processes (``distribute``). Checkpoints always hold
         # the plain networks, so their format does not depend on the number of processes.
@@ -319,8 +308,7 @@ class Gan(GenerativeModel):
         with self._autocast():
             # One generator pass serves both updates (as in the PyTorch DCGAN example): D
             # sees it detached, then G is scored by the updated D. It saves a G forward pass.
-            features: list[torch.Tensor] | None = [] if self.correspondence else None
-            fake = self.generator_train(z, labels, features=features)  # N x C x H x W
+            fake = self.generator_train(z, labels)  # N x C x H x W
         fake_in = fake.detach().to(images.dtype)
         net = self.discriminator_train
         self.opt_d.zero_grad(set_to_none=True)
@@ -362,12 +350,8 @@ class Gan(GenerativeModel):
             loss_g = -fake_score.mean()
         else:
             loss_g = F.softplus(-fake_score).mean()
-        loss_cdc = None
-        if self.correspondence is not None and features is not None:
-            with self._autocast():
-                loss_cdc = self.correspondence.loss(z, labels, features)
         self.opt_g.zero_grad(set_to_none=True)
-        (loss_g if loss_cdc is None else loss_g + self.cdc * loss_cdc).backward()
+        loss_g.backward()
         self.opt_g.step()
         losses = {
             "loss_d": loss_d.detach(),
@@ -375,8 +359,6 @@ class Gan(GenerativeModel):
             "d_real": real_score.detach().mean(),
             "d_fake": fake_score.detach().mean(),
         }
-        if loss_cdc is not None:
-            losses["loss_cdc"] = loss_cdc.detach()
         if self.ada is not None:  # after both updates, so that D and G saw the same p
             losses["augment_p"] = self.ada.p
             self.ada.update(real_score)
@@ -525,8 +507,6 @@ class Gan(GenerativeModel):
             with torch.no_grad():
                 for key, value in net.state_dict().items():
                     value.copy_(taken[key])
-        if self.correspondence is not None:
-            self.correspondence.restart(self.generator)
         return True
 
     def _parts(self) -> dict[str, Any]:
@@ -539,8 +519,6 @@ class Gan(GenerativeModel):
         }
         if self.upscaler is not None and self.opt_sr is not None:
             parts |= {"upscaler": self.upscaler, "optimizer_upscaler": self.opt_sr}
-        if self.correspondence is not None:
-            parts["generator_source"] = self.correspondence.source
         return parts
 
     def state_dict(self) -> dict[str, torch.Tensor]:

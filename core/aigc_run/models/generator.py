@@ -81,18 +81,10 @@ class Generator(nn.Module):
             {"params": [p for p in self.parameters() if id(p) not in slow], "lr": lr},
         ]
 
-    def forward(
-        self, z: torch.Tensor, labels: torch.Tensor, features: list[torch.Tensor] | None = None
-    ) -> torch.Tensor:
-        """Images in [-1, 1]; each block's output is appended to ``features`` when given
-        (what train.cdc compares, correspondence.py)."""
+    def forward(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         h = F.relu(self.norms[0](self.stem(z), labels))  # N x c0 x 4 x 4
-        blocks = [h]
         for up, norm in zip(self.ups, self.norms[1:], strict=True):
             h = F.relu(norm(up(h), labels))
-            blocks.append(h)
-        if features is not None:
-            features.extend(blocks)
         return torch.tanh(self.to_image(h))  # in [-1, 1]
 
 

@@ -92,11 +92,6 @@ class Vae(GenerativeModel):
                 "train.freeze_d: the vae family has no discriminator to freeze",
                 "set train.freeze_d=0, or use the gan family",
             )
-        if train.cdc:
-            raise ConfigError(
-                "train.cdc: the vae family has no noise-to-image generator to keep the variety of",
-                "set train.cdc=0, or use the gan family",
-            )
         if train.lr_g_coarse != 1:
             raise ConfigError(
                 "train.lr_g_coarse: the vae family trains its encoder and decoder at one "
