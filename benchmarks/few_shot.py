@@ -11,14 +11,17 @@ drawn and the rest of that class is the test set. The arms train at the same tim
 its own process with one thread (--threads), for --minutes each:
   scratch        the scenario's recipe from random weights
   finetune       the same recipe started from the base model (train.init_from, so the
-                 scenario's [fine_tune] block applies: a train.steps there stops the
-                 arm at that step), with train.freeze_d = --freeze-d
+                 scenario's [fine_tune] settings apply, but the budget, not its
+                 train.steps, ends the arm), with train.freeze_d = --freeze-d
   scratch-ada    the scratch arm with adaptive augmentation (model.augment_p = "ada"; the
   finetune-ada   policies of --ada-policies when the recipe has none)
 A fine-tuning arm starts as ``aigc-run --init-from`` does (run/transfer.py). Variants of an
 arm: name it ARM/LABEL (finetune-ada/slow) and give it settings with --arm-set
 finetune-ada/slow:train.lr_g_coarse=0.1 (or finetune-ada/nearest:train.new_class_from=nearest);
 an arm given train.steps stops at that step, or at the budget if that comes first.
+An arm named in --with-base-photos trains on the base model's photos too, the new class as
+one more class beside theirs (drawn as train.balance says), as a shop would point --data
+at its whole catalogue with the new line added; its samples are of the new class.
 Each arm draws --samples images, scored against the test photos: KID (unbiased at small
 N) and FID in the domain space (the evaluation's network, trained on the whole data set)
 and the memorisation rate (evaluation/memorisation.py: the share of samples closer to one
@@ -85,13 +88,21 @@ def split(dataset: Any, held_out: str) -> tuple[Any, np.ndarray]:
     return base, np.flatnonzero(~keep)
 
 
-def new_line(dataset: Any, index: np.ndarray, name: str) -> Any:
-    """The photos ``index`` as a data set of one class, ``name``."""
+def new_line(dataset: Any, index: np.ndarray, name: str, beside: Any = None) -> Any:
+    """The photos ``index`` as a data set of one class, ``name``; with ``beside`` (the base
+    data) as its last class, after the base's."""
+    if beside is None:
+        return dataclasses.replace(
+            dataset,
+            images=dataset.images[index],
+            labels=np.zeros(len(index), np.int64),
+            class_names=[name],
+        )
     return dataclasses.replace(
         dataset,
-        images=dataset.images[index],
-        labels=np.zeros(len(index), np.int64),
-        class_names=[name],
+        images=np.concatenate([beside.images, dataset.images[index]]),
+        labels=np.concatenate([beside.labels, np.full(len(index), beside.num_classes)]),
+        class_names=[*beside.class_names, name],
     )
 
 
@@ -170,13 +181,12 @@ def run_arm(arm: str, shots: int, seed: int, args: argparse.Namespace) -> None:
         scenario.model.augment = args.ada_policies.split(",")  # type: ignore[attr-defined]
     scenario.train.seed = seed
     train_index, _ = photos(dataset, args.held_out, shots, seed)
-    line = new_line(dataset, train_index, args.held_out)
+    beside = split(dataset, args.held_out)[0] if arm in args.with_base_photos.split(",") else None
+    line = new_line(dataset, train_index, args.held_out, beside)
     folder = args.work / f"{arm.replace('/', '_')}-{shots}-{seed}"
     folder.mkdir(parents=True, exist_ok=True)
-    # An arm given train.steps (by --arm-set, or a fine-tuning arm by the scenario's
-    # [fine_tune] block) stops there, or at the budget if that comes first.
-    capped = any(s.startswith("train.steps=") for s in own)
-    cap = scenario.train.steps if capped or (finetune and fine_tune_steps(args.data)) else None
+    # An arm given train.steps by --arm-set stops there, or at the budget if that comes first
+    cap = scenario.train.steps if any(s.startswith("train.steps=") for s in own) else None
     watch, cpu, started = quality.LoadWatch(), time.process_time(), time.monotonic()
     if finetune:
         base, classes = Path(args.base_checkpoint), args.base_classes.split("\n")
@@ -184,25 +194,19 @@ def run_arm(arm: str, shots: int, seed: int, args: argparse.Namespace) -> None:
     else:
         model, steps = train(scenario, line, plugins, args.minutes, folder, steps=cap)
     seconds = time.monotonic() - started
-    samples = quality.generate(model, torch.zeros(args.samples, dtype=torch.int64), seed)
+    new_class = line.num_classes - 1
+    samples = quality.generate(model, torch.full((args.samples,), new_class), seed)
     np.save(folder / "samples.npy", samples.numpy())
     figures = {
         "arm": arm,
         "steps": steps,
+        "trained_on": {"photos": len(line.images), "classes": line.class_names},
         "seconds": round(seconds, 1),
         "cpu_seconds": round(time.process_time() - cpu, 1),
         "load_average": watch.stop(),
         "recipe": {"model": scenario.model.model_dump(), "train": scenario.train.model_dump()},
     }
     (folder / "arm.json").write_text(json.dumps(figures, indent=2))
-
-
-def fine_tune_steps(data: str) -> bool:
-    """Whether the scenario of ``data`` sets train.steps in its [fine_tune] block."""
-    from aigc_run.scenario import read_toml
-
-    content = read_toml(REPO / "scenarios" / f"{quality.DATASETS[data][0]}.toml")
-    return "steps" in content.get("fine_tune", {}).get("train", {})
 
 
 def photos(dataset: Any, held_out: str, shots: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -279,6 +283,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--arm-set", action="append", default=[], metavar="ARM:SECTION.KEY=VALUE",
                    help="a setting of one arm only")  # fmt: skip
     p.add_argument("--ada-policies", default="color,translation")
+    p.add_argument("--with-base-photos", default="", metavar="ARM,...",
+                   help="arms that train on the base's photos too")  # fmt: skip
     p.add_argument("--samples", type=int, default=500)
     p.add_argument("--cache", type=Path, default=Path("/tmp/aigc-bench"))
     p.add_argument("--results", type=Path, default=RESULTS)
@@ -302,8 +308,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     arms = [a for a in args.arms.split(",") if a]
     for arm in arms:
         kind(arm)
-    if stray := sorted({s.split(":", 1)[0] for s in args.arm_set} - set(arms)):
-        raise SystemExit(f"--arm-set names arm(s) {stray} that --arms does not list")
+    beside = [a for a in args.with_base_photos.split(",") if a]
+    named = {s.split(":", 1)[0] for s in args.arm_set} | set(beside)
+    if stray := sorted(named - set(arms)):
+        raise SystemExit(f"--arm-set or --with-base-photos names arm(s) {stray} that --arms "
+                         "does not list")  # fmt: skip
     measured_at = commit()
     checkpoint, base_classes, base_steps = base_model(args)
     scenario, dataset, _ = quality.load(args.data, args.data_dir, args.cache, args.set, args.size)
@@ -357,6 +366,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 samples=args.samples,
                 freeze_d=args.freeze_d,
                 arm_settings=args.arm_set,
+                with_base_photos=beside,
                 scenario={"name": scenario.name, "overrides": args.set},
             )  # fmt: skip
             print(f"record ({len(per_seed)} runs): {path}", flush=True)

@@ -92,13 +92,22 @@ def test_few_shot_runs_its_arms_and_their_variants_side_by_side(tmp_path: Path):
     args += ["--minutes", "0.03", "--base-minutes", "0.03", "--seeds", "0", "--shots", "10"]
     args += ["--samples", "40", "--cache", str(tmp_path), "--results", str(tmp_path)]
     args += ["--set", "data.max_images=300", "--freeze-d", "1"]
-    args += ["--arms", "scratch,finetune-ada,finetune/slow,finetune/fd0"]
+    args += ["--arms", "scratch,finetune-ada,finetune/slow,finetune/fd0,finetune-ada/beside"]
     arm_sets = ["finetune/slow:train.lr_g_coarse=0.1", "finetune/fd0:train.freeze_d=0"]
     arm_sets += ["finetune/slow:train.new_class_from=nearest", "finetune/fd0:train.steps=2"]
-    record = benchmark.main([*args, *(f"--arm-set={s}" for s in arm_sets)])
+    arm_sets += ["finetune-ada/beside:train.balance=classes"]
+    beside = ["--with-base-photos", "finetune-ada/beside"]
+    record = benchmark.main([*args, *beside, *(f"--arm-set={s}" for s in arm_sets)])
     assert record["held_out"] == "pneumonia" and record["base_classes"] == ["normal"]
     (run,) = record["figures"]["runs"]
-    assert set(run["arms"]) == {"scratch", "finetune-ada", "finetune/slow", "finetune/fd0"}
+    assert set(run["arms"]) == {
+        "scratch", "finetune-ada", "finetune/slow", "finetune/fd0", "finetune-ada/beside"
+    }  # fmt: skip
+    # the arm with the base's photos trains on them and the new photos, as two classes
+    trained_on = {arm: figures["trained_on"] for arm, figures in run["arms"].items()}
+    assert trained_on["finetune-ada"] == {"photos": 10, "classes": ["pneumonia"]}
+    assert trained_on["finetune-ada/beside"]["classes"] == ["normal", "pneumonia"]
+    assert trained_on["finetune-ada/beside"]["photos"] > 10
     recipes = {arm: figures["recipe"] for arm, figures in run["arms"].items()}
     assert recipes["finetune/slow"]["train"]["lr_g_coarse"] == 0.1
     assert recipes["finetune/slow"]["train"]["new_class_from"] == "nearest"
@@ -120,6 +129,8 @@ def test_few_shot_runs_its_arms_and_their_variants_side_by_side(tmp_path: Path):
         )
     with pytest.raises(SystemExit, match="arm 'finetune-mean'"):
         benchmark.main([*args[:-1], "finetune-mean"])
+    with pytest.raises(SystemExit, match=r"names arm\(s\) \['finetune-ada/beside'\]"):
+        benchmark.main([*args[:-1], "scratch", *beside])
 
 
 @pytest.mark.slow
