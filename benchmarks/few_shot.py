@@ -27,6 +27,13 @@ N) and FID in the domain space (the evaluation's network, trained on the whole d
 and the memorisation rate (evaluation/memorisation.py: the share of samples closer to one
 of the N photos than unseen photos of the class ever are). Ratios ("finetune/scratch", ...)
 are per seed, below 1 the first arm wins; the record gives their median and spread.
+Two yardsticks are scored the same way beside the arms, with no training ("references"):
+  photos         --samples draws from the N photos themselves (with repeats): what handing
+                 out the photos would score, and what a model that only learnt them nears
+  unseen         --samples other photos of the class (at most half the test set), against
+                 the rest of it: the floor, what a model that drew the class's whole
+                 variety would near
+--arms "" scores only these.
 
 Writes benchmarks/results/few_shot-<data>-<held out>.json after every seed (``--results``).
 """
@@ -236,6 +243,21 @@ def score(
     }
 
 
+def references(
+    train: torch.Tensor, test: torch.Tensor, samples: int, seed: int, domain: Any
+) -> dict[str, dict[str, float]]:
+    """The yardsticks (module docstring), scored as ``score`` scores an arm's samples."""
+    draws = np.random.default_rng(seed)
+    photos = train[torch.from_numpy(draws.integers(0, len(train), samples))]
+    order = torch.from_numpy(draws.permutation(len(test)))
+    count = min(samples, len(test) // 2)  # a small class: half its test photos against half
+    unseen, rest = test[order[:count]], test[order[count:]]
+    return {
+        "photos": score(photos, train, test, domain),
+        "unseen": score(unseen, train, rest, domain),
+    }
+
+
 def ratios(scores: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
     """``"a/b"``: arm a's KID and FID over arm b's, for every arm against scratch and PAIRS."""
     pairs = [(a, "scratch") for a in scores if a != "scratch"] + list(PAIRS)
@@ -256,7 +278,7 @@ def summarise(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
     for shots in sorted({s["shots"] for s in per_seed}):
         runs = [s for s in per_seed if s["shots"] == shots]
         summary[str(shots)] = {}
-        for group in ("scores", "ratios"):
+        for group in ("scores", "ratios", "references"):
             summary[str(shots)][group] = {
                 name: {
                     key: quality.spread([r[group][name][key] for r in runs])
@@ -314,8 +336,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         raise SystemExit(f"--arm-set or --with-base-photos names arm(s) {stray} that --arms "
                          "does not list")  # fmt: skip
     measured_at = commit()
-    checkpoint, base_classes, base_steps = base_model(args)
+    if any(kind(arm).startswith("finetune") for arm in arms):
+        checkpoint, base_classes, base_steps = base_model(args)
+    else:  # no arm starts from the base model: no need to train it
+        checkpoint, base_classes, base_steps = None, [], 0
     scenario, dataset, _ = quality.load(args.data, args.data_dir, args.cache, args.set, args.size)
+    base_classes = base_classes or split(dataset, args.held_out)[0].class_names
     from aigc_run.evaluation.features import domain_features
 
     domain = domain_features(dataset.images, dataset.labels, dataset.num_classes, args.cache)
@@ -337,6 +363,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 train_index, test_index = photos(dataset, args.held_out, shots, seed)
                 train_photos = torch.from_numpy(dataset.images[train_index])
                 test_photos = torch.from_numpy(dataset.images[test_index])
+                yardsticks = references(train_photos, test_photos, args.samples, seed, domain)
                 figures, scores = {}, {}
                 for arm in arms:
                     folder = Path(work) / f"{arm.replace('/', '_')}-{shots}-{seed}"
@@ -345,7 +372,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     scores[arm] = score(samples, train_photos, test_photos, domain)
                 per_seed.append(
                     {"seed": seed, "shots": shots, "test_photos": len(test_index),
-                     "arms": figures, "scores": scores, "ratios": ratios(scores)}
+                     "arms": figures, "scores": scores, "ratios": ratios(scores),
+                     "references": yardsticks}
                 )  # fmt: skip
                 print(json.dumps({"seed": seed, "shots": shots, **per_seed[-1]["ratios"]}))
             path = write_record(

@@ -127,10 +127,36 @@ def test_few_shot_runs_its_arms_and_their_variants_side_by_side(tmp_path: Path):
         assert run["ratios"][f"{arm}/scratch"]["kid_domain"] == pytest.approx(
             scores[arm]["kid_domain"] / scores["scratch"]["kid_domain"]
         )
+    # the yardsticks: the photos themselves are all flagged as copies of themselves
+    references = run["references"]
+    assert set(references) == {"photos", "unseen"}
+    assert references["photos"]["memorisation"] == 1.0
+    assert references["unseen"]["memorisation"] < 1.0
     with pytest.raises(SystemExit, match="arm 'finetune-mean'"):
         benchmark.main([*args[:-1], "finetune-mean"])
     with pytest.raises(SystemExit, match=r"names arm\(s\) \['finetune-ada/beside'\]"):
         benchmark.main([*args[:-1], "scratch", *beside])
+
+
+@pytest.mark.slow
+@pytest.mark.realdata(PNEUMONIA)
+def test_few_shot_without_arms_scores_only_the_yardsticks_and_trains_no_base(tmp_path: Path):
+    benchmark = _load_benchmark("few_shot")
+    args = ["--data", "pneumoniamnist", "--data-dir", str(DATA), "--held-out", "pneumonia"]
+    args += ["--seeds", "0,1", "--shots", "20", "--samples", "200", "--arms", ""]
+    args += ["--cache", str(tmp_path), "--results", str(tmp_path)]
+    record = benchmark.main([*args, "--set", "data.max_images=600"])
+    assert not list(tmp_path.glob("few-shot-base-*"))  # nothing would start from it
+    assert record["base_classes"] == ["normal"] and record["budget"]["base_steps"] == 0
+    for run in record["figures"]["runs"]:
+        assert run["arms"] == {} and run["scores"] == {}
+        photos, unseen = run["references"]["photos"], run["references"]["unseen"]
+        # 200 draws from 20 photos repeat each about ten times: farther from the class than
+        # 200 other photos of it, in both distances
+        assert photos["kid_domain"] > unseen["kid_domain"]
+        assert photos["fid_domain"] > unseen["fid_domain"]
+    summary = record["figures"]["summary"]["20"]["references"]["photos"]["memorisation"]
+    assert summary["median"] == 1.0
 
 
 @pytest.mark.slow
