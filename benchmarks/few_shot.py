@@ -7,8 +7,11 @@ from scratch, with and without adaptive augmentation, side by side.
 Protocol. A base model is trained once, on every class but the held-out one, for
 --base-minutes with all threads (not counted in the budget; cached under --cache). Then,
 for each number of photos N (--shots) and each seed, N photos of the held-out class are
-drawn and the rest of that class is the test set. The arms train at the same time, each in
-its own process with one thread (--threads), for --minutes each:
+drawn and the rest of that class is the test set. (With --base-sees M the base also
+trains on M photos of the held-out class, under its name, a fixed draw that no seed draws
+or tests on: a base that already knows the new class, to tell what the base's knowledge
+is worth.) The arms train at the same time, each in its own process with one thread
+(--threads), for --minutes each:
   scratch        the scenario's recipe from random weights
   finetune       the same recipe started from the base model (train.init_from, so the
                  scenario's [fine_tune] settings apply, but the budget, not its
@@ -60,6 +63,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))  # run as a script or loaded by a t
 import quality_vs_dcgan as quality  # noqa: E402
 from records import RESULTS, commit, write_record  # noqa: E402
 
+SEEN_BY_BASE = 2**31 - 1  # the seed of --base-sees's draw, apart from the runs' seeds
 ARMS = ("scratch", "finetune", "scratch-ada", "finetune-ada")
 PAIRS = (
     ("finetune-ada", "scratch-ada"),
@@ -157,6 +161,10 @@ def base_model(args: argparse.Namespace) -> tuple[Path, list[str], int]:
     )
     base, _ = split(dataset, args.held_out)
     key = f"few-shot-base-{args.data}-{args.size}-{args.held_out}-{args.base_minutes:g}min"
+    if args.base_sees:  # the held-out class too, some of its photos, under its own name
+        base = new_line(dataset, seen_by_base(dataset, args.held_out, args.base_sees),
+                        args.held_out, beside=base)  # fmt: skip
+        key += f"-sees-{args.base_sees}"
     folder = args.cache / key
     found = sorted((folder / "checkpoints").glob("step-*.safetensors"))
     if found:
@@ -187,7 +195,7 @@ def run_arm(arm: str, shots: int, seed: int, args: argparse.Namespace) -> None:
     if kind(arm).endswith("-ada") and not scenario.model.model_extra.get("augment"):
         scenario.model.augment = args.ada_policies.split(",")  # type: ignore[attr-defined]
     scenario.train.seed = seed
-    train_index, _ = photos(dataset, args.held_out, shots, seed)
+    train_index, _ = photos(dataset, args.held_out, shots, seed, args.base_sees)
     beside = split(dataset, args.held_out)[0] if arm in args.with_base_photos.split(",") else None
     line = new_line(dataset, train_index, args.held_out, beside)
     folder = args.work / f"{arm.replace('/', '_')}-{shots}-{seed}"
@@ -216,9 +224,23 @@ def run_arm(arm: str, shots: int, seed: int, args: argparse.Namespace) -> None:
     (folder / "arm.json").write_text(json.dumps(figures, indent=2))
 
 
-def photos(dataset: Any, held_out: str, shots: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(training photos, test photos) of the held-out class for ``shots`` and ``seed``."""
+def seen_by_base(dataset: Any, held_out: str, count: int) -> np.ndarray:
+    """The ``count`` photos of the held-out class that --base-sees gives the base model: a
+    fixed draw, the same for every seed."""
     _, index = split(dataset, held_out)
+    if count >= len(index) // 2:
+        raise SystemExit(f"--base-sees {count}: give less than half of the class's "
+                         f"{len(index)} photos, the rest are drawn from and tested on")  # fmt: skip
+    return np.sort(np.random.default_rng(SEEN_BY_BASE).permutation(index)[:count])
+
+
+def photos(
+    dataset: Any, held_out: str, shots: int, seed: int, base_sees: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """(training photos, test photos) of the held-out class for ``shots`` and ``seed``, from
+    its photos that the base model did not see."""
+    _, index = split(dataset, held_out)
+    index = np.setdiff1d(index, seen_by_base(dataset, held_out, base_sees))
     if shots >= len(index):
         raise SystemExit(f"--shots {shots}: the class has only {len(index)} photos")
     order = np.random.default_rng(seed).permutation(index)
@@ -298,6 +320,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--shots", default="25,50,100", help="photos of the new class, per run")
     p.add_argument("--minutes", type=float, default=5.0, help="training budget of each arm")
     p.add_argument("--base-minutes", type=float, default=10.0)
+    p.add_argument("--base-sees", type=int, default=0, metavar="N",
+                   help="the base also trains on N photos of the held-out class")  # fmt: skip
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--arms", default=",".join(ARMS))
     p.add_argument("--threads", type=int, default=1)
@@ -360,7 +384,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 }
                 if failed := [a for a, p in processes.items() if p.wait() != 0]:
                     raise SystemExit(f"arm(s) {failed} of {shots} photos, seed {seed} failed")
-                train_index, test_index = photos(dataset, args.held_out, shots, seed)
+                drawn = photos(dataset, args.held_out, shots, seed, args.base_sees)
+                train_index, test_index = drawn
                 train_photos = torch.from_numpy(dataset.images[train_index])
                 test_photos = torch.from_numpy(dataset.images[test_index])
                 yardsticks = references(train_photos, test_photos, args.samples, seed, domain)
@@ -395,6 +420,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 freeze_d=args.freeze_d,
                 arm_settings=args.arm_set,
                 with_base_photos=beside,
+                base_sees=args.base_sees,
                 scenario={"name": scenario.name, "overrides": args.set},
             )  # fmt: skip
             print(f"record ({len(per_seed)} runs): {path}", flush=True)

@@ -161,6 +161,31 @@ def test_few_shot_without_arms_scores_only_the_yardsticks_and_trains_no_base(tmp
 
 @pytest.mark.slow
 @pytest.mark.realdata(PNEUMONIA)
+def test_few_shot_base_that_sees_the_new_class_never_sees_the_runs_photos(tmp_path: Path):
+    benchmark = _load_benchmark("few_shot")
+    args = ["--data", "pneumoniamnist", "--data-dir", str(DATA), "--held-out", "pneumonia"]
+    args += ["--minutes", "0.03", "--base-minutes", "0.03", "--seeds", "0,1", "--shots", "10"]
+    args += ["--samples", "40", "--cache", str(tmp_path), "--results", str(tmp_path)]
+    args += ["--set", "data.max_images=300", "--arms", "finetune-ada", "--base-sees", "30"]
+    record = benchmark.main(args)
+    # the base knows the new class by its name, so the fine-tuning arm starts from it
+    assert record["base_classes"] == ["normal", "pneumonia"] and record["base_sees"] == 30
+    _, dataset, _ = benchmark.quality.load(
+        "pneumoniamnist", DATA, tmp_path, ["data.max_images=300"], 32
+    )
+    seen = set(benchmark.seen_by_base(dataset, "pneumonia", 30))
+    everyone = set(benchmark.split(dataset, "pneumonia")[1])
+    for run in record["figures"]["runs"]:
+        train, test = benchmark.photos(dataset, "pneumonia", 10, run["seed"], 30)
+        assert not seen & (set(train) | set(test))
+        assert set(train) | set(test) | seen == everyone
+        assert run["test_photos"] == len(everyone) - 30 - 10
+    with pytest.raises(SystemExit, match="--base-sees 200: give less than half"):
+        benchmark.seen_by_base(dataset, "pneumonia", 200)
+
+
+@pytest.mark.slow
+@pytest.mark.realdata(PNEUMONIA)
 def test_the_inception_scores_show_the_small_sample_bias(tmp_path: Path, monkeypatch):
     """Beside FID on all --inception-samples, the scorer gives FID on the first
     SMALL_INCEPTION (higher for the same images: FID's bias falls with n) and KID."""
