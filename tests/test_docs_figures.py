@@ -29,8 +29,9 @@ SCENARIOS = sorted((ROOT / "scenarios").glob("*.toml"))
 RECORD_FIELDS = {"source", "commit", "date", "machine", "threads", "seeds", "budget", "command"}
 MAX_RESULT_COMMENTS = 15
 
-# 1,694 or 0.60 or 26, not the 8 of uint8, the 16 of bf16 or the 2 of 2e-4's exponent.
-NUMBER = re.compile(r"(?<![\w.])(\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?)(?![\w])")
+# 1,694 or 0.60 or 26 or -0.004 (an unbiased KID can fall below 0), not the 8 of uint8,
+# the 16 of bf16 or the 2 of 2e-4's exponent.
+NUMBER = re.compile(r"(?<![\w.])(-?\d{1,3}(?:,\d{3})+(?:\.\d+)?|-?\d+(?:\.\d+)?)(?![\w])")
 CODE_OR_LINK = re.compile(r"`[^`]*`|\[[^\]]*\]\([^)]*\)")
 RESULTS_LINK = re.compile(r"\]\(\.\./benchmarks/results/([\w.-]+\.json)\)")
 
@@ -264,6 +265,9 @@ def test_the_checks_catch_stale_figures_and_defaults() -> None:
     records = load_records()
     stale_readme = "## Benchmarks\n\nThe ratio was 0.8137 on clothing (`--minutes 10`).\n"
     assert readme_figure_problems(stale_readme, records) == ["README quotes 0.8137, in no record"]
+    # a minus sign is part of a figure, a hyphen between two numbers is not
+    signed = quoted_numbers("KID -0.0045 (-0.01–0.02), seeds 3-5")
+    assert signed == ["-0.0045", "-0.01", "0.02", "3", "5"]
 
     doc = BENCHMARKS_DOC.read_text()
     changed = results_table_problems(doc.replace("| 89.9 |", "| 97.9 |"), records)
