@@ -247,15 +247,12 @@ def photos(
     return np.sort(order[:shots]), np.sort(order[shots:])
 
 
-def score(
-    samples: torch.Tensor, train: torch.Tensor, test: torch.Tensor, domain: Any
-) -> dict[str, float]:
-    """KID and FID of ``samples`` against ``test``, and the memorisation rate against
-    ``train``, in the domain space."""
+def score(fake: torch.Tensor, seen: torch.Tensor, real: torch.Tensor) -> dict[str, float]:
+    """KID and FID of the samples ``fake`` against the test photos ``real``, and the
+    memorisation rate against the training photos ``seen`` (all in the domain space)."""
     from aigc_run.evaluation.memorisation import check
     from aigc_run.evaluation.metrics import fid, kid
 
-    real, fake, seen = domain(test), domain(samples), domain(train)
     remembered = check(seen, real, fake)
     return {
         "kid_domain": kid(real, fake, seed=0)[0],
@@ -266,17 +263,17 @@ def score(
 
 
 def references(
-    train: torch.Tensor, test: torch.Tensor, samples: int, seed: int, domain: Any
+    seen: torch.Tensor, real: torch.Tensor, samples: int, seed: int
 ) -> dict[str, dict[str, float]]:
-    """The yardsticks (module docstring), scored as ``score`` scores an arm's samples."""
+    """The yardsticks (module docstring), scored as ``score`` scores an arm's samples, from
+    the training and test photos' domain features."""
     draws = np.random.default_rng(seed)
-    photos = train[torch.from_numpy(draws.integers(0, len(train), samples))]
-    order = torch.from_numpy(draws.permutation(len(test)))
-    count = min(samples, len(test) // 2)  # a small class: half its test photos against half
-    unseen, rest = test[order[:count]], test[order[count:]]
+    photos = seen[torch.from_numpy(draws.integers(0, len(seen), samples))]
+    order = torch.from_numpy(draws.permutation(len(real)))
+    count = min(samples, len(real) // 2)  # a small class: half its test photos against half
     return {
-        "photos": score(photos, train, test, domain),
-        "unseen": score(unseen, train, rest, domain),
+        "photos": score(photos, seen, real),
+        "unseen": score(real[order[:count]], seen, real[order[count:]]),
     }
 
 
@@ -386,15 +383,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     raise SystemExit(f"arm(s) {failed} of {shots} photos, seed {seed} failed")
                 drawn = photos(dataset, args.held_out, shots, seed, args.base_sees)
                 train_index, test_index = drawn
-                train_photos = torch.from_numpy(dataset.images[train_index])
-                test_photos = torch.from_numpy(dataset.images[test_index])
-                yardsticks = references(train_photos, test_photos, args.samples, seed, domain)
+                # embedded once per seed: every arm and yardstick is scored against them
+                seen = domain(torch.from_numpy(dataset.images[train_index]))
+                real = domain(torch.from_numpy(dataset.images[test_index]))
+                yardsticks = references(seen, real, args.samples, seed)
                 figures, scores = {}, {}
                 for arm in arms:
                     folder = Path(work) / f"{arm.replace('/', '_')}-{shots}-{seed}"
                     figures[arm] = json.loads((folder / "arm.json").read_text())
                     samples = torch.from_numpy(np.load(folder / "samples.npy"))
-                    scores[arm] = score(samples, train_photos, test_photos, domain)
+                    scores[arm] = score(domain(samples), seen, real)
                 per_seed.append(
                     {"seed": seed, "shots": shots, "test_photos": len(test_index),
                      "arms": figures, "scores": scores, "ratios": ratios(scores),
